@@ -1,1 +1,53 @@
+"""Connectors: vision features ``(B, T, N, D)`` -> language-model tokens ``(B, L, D_lm)``.
 
+Importing this package registers the built-in connectors (one module each):
+``mlp2x_gelu`` (LLaVA-1.5's projector), ``temporal_pool`` (Video-LLaVA-style
+pooling over time) and ``slowfast`` (the SlowFast two-stream design). See
+:mod:`vidlm.model.connectors.base` for the interface and ``docs/connectors.md``.
+"""
+
+from __future__ import annotations
+
+from vidlm.model.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    PathwayPlan,
+    TokenPlan,
+    available_connectors,
+    build_connector,
+    connector_config_from_dict,
+    register_connector,
+)
+from vidlm.model.connectors.mlp2x_gelu import MLP2xGeluConfig, MLP2xGeluConnector
+from vidlm.model.connectors.presets import (
+    ConnectorPreset,
+    available_presets,
+    connector_preset,
+    get_preset,
+)
+from vidlm.model.connectors.projected import PooledConnector, PooledConnectorConfig
+from vidlm.model.connectors.slowfast import SlowFastConfig, SlowFastConnector
+from vidlm.model.connectors.temporal_pool import TemporalPoolConfig, TemporalPoolConnector
+
+__all__ = [
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorPreset",
+    "MLP2xGeluConfig",
+    "MLP2xGeluConnector",
+    "PathwayPlan",
+    "PooledConnector",
+    "PooledConnectorConfig",
+    "SlowFastConfig",
+    "SlowFastConnector",
+    "TemporalPoolConfig",
+    "TemporalPoolConnector",
+    "TokenPlan",
+    "available_connectors",
+    "available_presets",
+    "build_connector",
+    "connector_config_from_dict",
+    "connector_preset",
+    "get_preset",
+    "register_connector",
+]
