@@ -51,7 +51,7 @@ class SlowFastConfig(PooledConnectorConfig):
     slow_frames: int = 10
     slow_pool: str = "max1d"
     slow_kernel: int = 2
-    fast_grid: tuple[int, int] = (4, 4)
+    fast_grid: tuple[int, ...] = (4, 4)  # (h, w); "..." so JSON of a wrong length is caught
     separator: bool = False
     pool_after_projection: bool = True
 
