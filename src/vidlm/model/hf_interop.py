@@ -1,0 +1,518 @@
+"""Public ``transformers`` checkpoints -> :class:`vidlm.model.videolm.VideoLM`.
+
+Supported formats, recognised by ``config.json``'s ``architectures`` (never by the
+checkpoint's name), with ``model_type`` cross-checked:
+
+============================================  ==================  ======================
+architecture                                  vidlm connector     placeholder
+============================================  ==================  ======================
+``LlavaForConditionalGeneration``             ``mlp2x_gelu``      ``image_token_index``
+``LlavaOnevisionForConditionalGeneration``    ``onevision``       ``video_token_index``
+``LlavaNextVideoForConditionalGeneration``    ``llava_next_video``  ``video_token_index``
+============================================  ==================  ======================
+
+The weights (safetensors only) are split by name into the vision encoder, the
+projector (``multi_modal_projector.linear_1/linear_2``), the format's extra connector
+weights (OneVision's ``image_newline``, NeXT-Video's ``vision_resampler``) and the
+language model. The vision encoder and the language model are ``transformers``' own
+classes built from the checkpoint's ``vision_config`` / ``text_config`` and loaded by
+name; a missing weight, or one that belongs to no known part, is an error. Both the current layout
+(``model.vision_tower.*``, ``model.language_model.*``, ``lm_head.*``) and the llava-hf
+hub layout (``vision_tower.*``, ``language_model.model.*``, ``language_model.lm_head.*``)
+load.
+
+``connector=`` swaps the format's connector for any registered one (e.g. ``"slowfast"``
+or a preset name) that reuses the checkpoint's projector: the training-free way to run
+SlowFast on an image/video model. See ``docs/hf_interop.md`` for what maps exactly and
+the limits.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from vidlm.errors import ConfigError, ModelNotFoundError
+from vidlm.model.config import (
+    LanguageModelConfig,
+    SamplingConfig,
+    VideoLMConfig,
+    VisionTowerConfig,
+)
+from vidlm.model.connectors import (
+    ConnectorConfig,
+    MLP2xGeluConfig,
+    MLP2xGeluConnector,
+    PooledConnectorConfig,
+    available_presets,
+    build_connector,
+    connector_config_from_dict,
+    connector_preset,
+    get_preset,
+)
+from vidlm.model.connectors.llava_next_video import NextVideoConfig
+from vidlm.model.connectors.onevision import OneVisionConfig
+from vidlm.model.language_model import DTYPES, not_found_message
+from vidlm.model.vision_tower import VisionTower
+
+log = logging.getLogger(__name__)
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# Files a hub download needs; pickled weights (*.bin, *.pt) are never fetched.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+
+
+class UnsupportedCheckpointError(ConfigError):
+    """A checkpoint folder is not one of the supported formats, or uses an unsupported option."""
+
+
+@dataclass(frozen=True)
+class HFFormat:
+    """What vidlm needs to know about one ``transformers`` architecture.
+
+    ``placeholder``: which of the checkpoint's token ids marks visual input in vidlm
+    (videos and images both go through one path, so one placeholder).
+    ``processor_files``: preprocessing configs to read, first found wins.
+    ``default_resize``: how frames become squares when no processor config says.
+    """
+
+    architecture: str
+    model_type: str
+    placeholder: Literal["image", "video"]
+    processor_files: tuple[str, ...]
+    default_resize: Literal["pad", "crop", "stretch"]
+    sampling: SamplingConfig
+
+
+FORMATS: dict[str, HFFormat] = {
+    f.architecture: f
+    for f in (
+        HFFormat("LlavaForConditionalGeneration", "llava", "image",
+                 ("preprocessor_config.json",), "crop",
+                 SamplingConfig(mode="uniform", num_frames=8)),
+        HFFormat("LlavaOnevisionForConditionalGeneration", "llava_onevision", "video",
+                 ("video_preprocessor_config.json", "preprocessor_config.json"), "stretch",
+                 SamplingConfig(mode="uniform", num_frames=32)),
+        HFFormat("LlavaNextVideoForConditionalGeneration", "llava_next_video", "video",
+                 ("video_preprocessor_config.json", "preprocessor_config.json"), "crop",
+                 SamplingConfig(mode="uniform", num_frames=32)),
+    )
+}
+
+
+# ---- entry point --------------------------------------------------------------------------
+
+
+def load_hf_checkpoint(name_or_path: str | Path, *,
+                       connector: str | Mapping[str, Any] | ConnectorConfig | None = None,
+                       sampling: SamplingConfig | Mapping[str, Any] | None = None,
+                       dtype: str = "float32") -> Any:
+    """A :class:`VideoLM` for a LLaVA-1.5 / LLaVA-OneVision / LLaVA-NeXT-Video checkpoint.
+
+    ``name_or_path``: a local folder or a hub id (taken from the local cache, else
+    downloaded unless offline). ``connector``: ``None`` for the checkpoint's own
+    connector, else a registered connector name, preset name, dict or config that
+    reuses the checkpoint's projector. ``sampling``: frame sampling (default: the
+    preset's when ``connector`` names a preset, else the format's). ``dtype``:
+    ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from vidlm.model.videolm import VideoLM
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; known: {sorted(DTYPES)}")
+    folder = resolve_checkpoint(str(name_or_path))
+    fmt = detect_format(folder)
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    parts = split_state_dict(read_safetensors(folder), where=folder)
+    torch_dtype = DTYPES[dtype]
+
+    vision_tower = build_vision_tower(hf_config, parts["vision"], folder=folder, fmt=fmt,
+                                      dtype=torch_dtype)
+    language_model = build_language_model(hf_config, parts["language_model"], where=folder,
+                                          dtype=torch_dtype)
+    conn_config = connector_config_for(fmt, hf_config, connector)
+    if sampling is None and isinstance(connector, str) and connector in available_presets():
+        sampling = get_preset(connector).sampling  # a preset brings its published sampling
+    conn = build_hf_connector(conn_config, parts, hf_config, fmt=fmt,
+                              vision_dim=vision_tower.hidden_size,
+                              lm_dim=int(hf_config.text_config.hidden_size), where=folder)
+    conn.to(torch_dtype)
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise UnsupportedCheckpointError(f"{folder}: cannot load the tokenizer: {exc}") from exc
+    config = VideoLMConfig(
+        vision_tower=vision_tower.config,
+        connector=conn_config,
+        language_model=LanguageModelConfig(name_or_path=str(name_or_path), dtype=dtype),
+        sampling=_sampling(sampling, fmt),
+        placeholder_token=placeholder_token(hf_config, tokenizer, fmt, where=folder),
+    )
+    model = VideoLM(config, vision_tower=vision_tower, connector=conn,
+                    language_model=language_model, tokenizer=tokenizer)
+    return model.eval()
+
+
+# ---- finding and reading the checkpoint ---------------------------------------------------
+
+
+def resolve_checkpoint(name_or_path: str) -> Path:
+    """A local folder for ``name_or_path``: the folder itself, or the hub snapshot.
+
+    Hub ids come from the local Hugging Face cache; when not cached they are downloaded
+    (safetensors and configs only) unless ``HF_HUB_OFFLINE`` is set. Raises
+    :class:`ModelNotFoundError` with one sentence saying how to get the model.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise UnsupportedCheckpointError(f"{path}: expected a checkpoint folder, found a file")
+    if not _looks_like_hub_id(name_or_path):
+        raise ModelNotFoundError(not_found_message(name_or_path, what="model"))
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name_or_path, allow_patterns=HUB_PATTERNS,
+                                      local_files_only=True))
+    except Exception:  # not (fully) in the local cache
+        if _offline():
+            raise ModelNotFoundError(not_found_message(name_or_path, what="model")) from None
+    try:
+        return Path(snapshot_download(name_or_path, allow_patterns=HUB_PATTERNS))
+    except Exception as exc:  # no network, unknown repo, gated repo, ...
+        raise ModelNotFoundError(
+            f"the model {name_or_path!r} is not in the local Hugging Face cache and downloading "
+            f"it failed ({type(exc).__name__}); run `huggingface-cli download {name_or_path}` "
+            "on a connected machine and pass the downloaded folder instead") from None
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~", "/"))
+
+
+def _offline() -> bool:
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
+
+
+def detect_format(folder: Path) -> HFFormat:
+    """The supported format named by ``folder/config.json``'s ``architectures``."""
+    path = folder / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnsupportedCheckpointError(f"{path}: cannot read the model config: {exc}") from exc
+    archs = raw.get("architectures") or []
+    known = [a for a in archs if a in FORMATS]
+    if not known:
+        raise UnsupportedCheckpointError(
+            f"{path}: architectures {archs} are not supported; vidlm loads {sorted(FORMATS)}")
+    fmt = FORMATS[known[0]]
+    if raw.get("model_type") != fmt.model_type:
+        raise UnsupportedCheckpointError(
+            f"{path}: architecture {fmt.architecture} needs model_type {fmt.model_type!r}, "
+            f"found {raw.get('model_type')!r}")
+    return fmt
+
+
+def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of ``folder``'s safetensors weights (sharded or not); never pickles."""
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+            raise UnsupportedCheckpointError(f"{index}: not a safetensors index: {exc}") from exc
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        pickled = sorted(p.name for p in folder.glob("*.bin")) + sorted(
+            p.name for p in folder.glob("*.pt"))
+        reason = (f"holds only pickled weights ({', '.join(pickled)}); vidlm loads safetensors "
+                  "only (convert them with transformers' save_pretrained(safe_serialization="
+                  "True) where you trust the file)") if pickled else "holds no model.safetensors"
+        raise UnsupportedCheckpointError(f"{folder}: {reason}")
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise UnsupportedCheckpointError(f"{path}: weight shard listed in the index is missing")
+        state.update(load_file(str(path)))
+    return state
+
+
+# Checkpoint key prefixes -> (part, prefix inside that part). The current transformers
+# layout and the llava-hf hub layout; the first match wins.
+_PREFIXES: tuple[tuple[str, str, str], ...] = (
+    ("model.vision_tower.", "vision", ""),
+    ("vision_tower.", "vision", ""),
+    ("model.multi_modal_projector.", "projector", ""),
+    ("multi_modal_projector.", "projector", ""),
+    ("model.vision_resampler.", "resampler", ""),
+    ("vision_resampler.", "resampler", ""),
+    ("model.image_newline", "newline", "image_newline"),
+    ("image_newline", "newline", "image_newline"),
+    ("model.language_model.", "language_model", "model."),
+    ("language_model.model.", "language_model", "model."),
+    ("language_model.lm_head.", "language_model", "lm_head."),
+    ("lm_head.", "language_model", "lm_head."),
+)
+PARTS = ("vision", "projector", "resampler", "newline", "language_model")
+
+
+def split_state_dict(state: Mapping[str, torch.Tensor], *,
+                     where: Path | str) -> dict[str, dict[str, torch.Tensor]]:
+    """A checkpoint's tensors grouped by part, with keys as each part's module names them."""
+    parts: dict[str, dict[str, torch.Tensor]] = {p: {} for p in PARTS}
+    unknown = []
+    for key, tensor in state.items():
+        for prefix, part, inner in _PREFIXES:
+            if key.startswith(prefix):
+                parts[part][inner + key[len(prefix):]] = tensor
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise UnsupportedCheckpointError(
+            f"{where}: {len(unknown)} weight(s) belong to no known part, e.g. {unknown[:3]}")
+    return parts
+
+
+# ---- the parts ----------------------------------------------------------------------------
+
+
+def _from_state_dict(model_class: Any, config: Any, state: dict[str, torch.Tensor], *,
+                     what: str, where: Path | str, dtype: torch.dtype) -> Any:
+    """``model_class`` for ``config`` with exactly ``state``'s weights (by name)."""
+    model, info = model_class.from_pretrained(None, config=copy.deepcopy(config), state_dict=state,
+                                              dtype=dtype, output_loading_info=True)
+    problems = {k: info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")
+                if info.get(k)}
+    if problems:
+        raise UnsupportedCheckpointError(f"{where}: the {what} weights do not fit "
+                                         f"{model_class.__name__}: {problems}")
+    return model.eval()
+
+
+def build_vision_tower(hf_config: Any, state: dict[str, torch.Tensor], *, folder: Path,
+                       fmt: HFFormat, dtype: torch.dtype) -> VisionTower:
+    """``transformers``' own vision encoder (CLIP, SigLIP, ...) in a :class:`VisionTower`.
+
+    ``vision_feature_layer`` -> ``feature_layer``; ``vision_feature_select_strategy``
+    ``"default"`` (drop the first token, the CLS) -> ``"patch"``, ``"full"`` -> keep all
+    tokens (``"cls_patch"`` with a CLS token, ``"patch"`` without one).
+    """
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    vision_config = hf_config.vision_config
+    layer = hf_config.vision_feature_layer
+    if not isinstance(layer, int):
+        raise UnsupportedCheckpointError(
+            f"{folder}: vision_feature_layer {layer!r} concatenates several layers; vidlm's "
+            "vision tower takes one layer")
+    try:
+        encoder_class = MODEL_MAPPING[type(vision_config)]
+    except KeyError as exc:
+        raise UnsupportedCheckpointError(
+            f"{folder}: no transformers model for vision config "
+            f"{type(vision_config).__name__}") from exc
+    encoder = _from_state_dict(encoder_class, vision_config, state, what="vision tower",
+                               where=folder, dtype=dtype)
+    mean, std, resize = preprocessing(folder, fmt)
+    base = VisionTowerConfig(name_or_path=str(folder), feature_layer=layer, feature_kind="patch",
+                             frozen=True, image_size=int(vision_config.image_size),
+                             mean=mean, std=std, resize=resize)
+    tower = VisionTower(base, encoder=encoder)
+    strategy = hf_config.vision_feature_select_strategy
+    if strategy == "default" and not tower.has_cls:
+        raise UnsupportedCheckpointError(
+            f"{folder}: vision_feature_select_strategy 'default' drops the first token, but "
+            f"{type(encoder).__name__} has no CLS token, so it would drop a patch")
+    if strategy == "full" and tower.has_cls:
+        tower = VisionTower(dataclasses.replace(base, feature_kind="cls_patch"), encoder=encoder)
+    return tower
+
+
+def build_language_model(hf_config: Any, state: dict[str, torch.Tensor], *, where: Path | str,
+                         dtype: torch.dtype) -> Any:
+    """``transformers``' own causal LM for ``text_config`` with the checkpoint's weights."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    text_config = hf_config.text_config
+    try:
+        lm_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(text_config)]
+    except KeyError as exc:
+        raise UnsupportedCheckpointError(
+            f"{where}: no causal LM for text config {type(text_config).__name__}") from exc
+    return _from_state_dict(lm_class, text_config, state, what="language model", where=where,
+                            dtype=dtype)
+
+
+def native_connector_config(fmt: HFFormat, hf_config: Any) -> ConnectorConfig:
+    """The vidlm connector config that reproduces the checkpoint's own visual path."""
+    act, bias = projector_options(hf_config)
+    if fmt.model_type == "llava":
+        return MLP2xGeluConfig(hidden_act=act, bias=bias)
+    if fmt.model_type == "llava_onevision":
+        return OneVisionConfig(projector_act=act, projector_bias=bias, pool_factor=2,
+                               newline=True)
+    return NextVideoConfig(projector_act=act, projector_bias=bias,
+                           pool_mode=hf_config.spatial_pool_mode,
+                           pool_stride=int(hf_config.spatial_pool_stride))
+
+
+def projector_options(hf_config: Any) -> tuple[str, bool]:
+    """``(projector_hidden_act, multimodal_projector_bias)`` of the checkpoint."""
+    act = str(hf_config.projector_hidden_act)
+    bias = bool(getattr(hf_config, "multimodal_projector_bias", True))
+    try:
+        MLP2xGeluConfig(hidden_act=act, bias=bias)
+    except ConfigError as exc:
+        raise UnsupportedCheckpointError(f"projector_hidden_act {act!r} is not supported: "
+                                         f"{exc}") from exc
+    return act, bias
+
+
+def connector_config_for(fmt: HFFormat, hf_config: Any,
+                         connector: str | Mapping[str, Any] | ConnectorConfig | None
+                         ) -> ConnectorConfig:
+    """The checkpoint's own connector, or the requested one with the checkpoint's projector."""
+    if connector is None:
+        return native_connector_config(fmt, hf_config)
+    if isinstance(connector, str):
+        cfg = (connector_preset(connector) if connector in available_presets()
+               else connector_config_from_dict({"name": connector}))
+    elif isinstance(connector, Mapping):
+        cfg = connector_config_from_dict(dict(connector))
+    elif isinstance(connector, ConnectorConfig):
+        cfg = copy.deepcopy(connector)
+    else:
+        raise ConfigError(f"connector must be a name, a dict or a ConnectorConfig, got "
+                          f"{type(connector).__name__}")
+    act, bias = projector_options(hf_config)
+    if isinstance(cfg, MLP2xGeluConfig):
+        given = (cfg.hidden_act, cfg.bias)
+    elif isinstance(cfg, PooledConnectorConfig):
+        given = (cfg.projector_act, cfg.projector_bias)
+    else:
+        raise UnsupportedCheckpointError(
+            f"connector {cfg.name!r} has no mlp2x_gelu projector, so it cannot reuse the "
+            "checkpoint's projector")
+    if given != (act, bias):
+        raise ConfigError(
+            f"connector {cfg.name!r} asks for projector activation/bias {given} but the "
+            f"checkpoint's projector is {(act, bias)}")
+    return cfg
+
+
+def build_hf_connector(config: ConnectorConfig, parts: dict[str, dict[str, torch.Tensor]],
+                       hf_config: Any, *, fmt: HFFormat, vision_dim: int, lm_dim: int,
+                       where: Path | str) -> Any:
+    """The connector module for ``config`` holding the checkpoint's connector weights.
+
+    The projector weights always load. OneVision's ``image_newline`` and NeXT-Video's
+    conv ``vision_resampler`` load when the format's own connector is used; otherwise
+    they are unused (logged; NeXT-Video's ``image_newline`` serves only its anyres image
+    path, which vidlm does not implement). Other learned parts of a swapped-in connector (a SlowFast
+    separator) keep their fresh initialisation.
+    """
+    module = build_connector(config, vision_dim=vision_dim, lm_dim=lm_dim)
+    projector = module if isinstance(module, MLP2xGeluConnector) else module.projector
+    _load_exact(projector, parts["projector"], what="projector", where=where)
+    native = type(config) is type(native_connector_config(fmt, hf_config))
+    extras = {"newline": parts["newline"], "resampler": parts["resampler"]}
+    if native and fmt.model_type == "llava_onevision":
+        if "image_newline" not in extras["newline"]:
+            raise UnsupportedCheckpointError(f"{where}: LLaVA-OneVision weights lack image_newline")
+        with torch.no_grad():
+            module.newline.copy_(extras.pop("newline")["image_newline"])
+    if native and fmt.model_type == "llava_next_video" and config.pool_mode == "conv":
+        _load_exact(module.pool, extras.pop("resampler"), what="vision_resampler.pool",
+                    where=where, prefix="pool.")
+    unused = sorted(k for part in extras.values() for k in part)
+    if unused:  # e.g. NeXT-Video's image_newline serves only its (unsupported) anyres images
+        log.info("%s: connector %r does not use the checkpoint's %s", where, config.name, unused)
+    return module
+
+
+def _load_exact(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str,
+                where: Path | str, prefix: str = "") -> None:
+    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    expected = set(module.state_dict())
+    if set(state) != expected:
+        raise UnsupportedCheckpointError(
+            f"{where}: the {what} weights {sorted(state)} do not match {sorted(expected)}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # shape mismatch
+        raise UnsupportedCheckpointError(f"{where}: the {what} weights do not fit: {exc}") from exc
+
+
+# ---- tokens, preprocessing, sampling ------------------------------------------------------
+
+
+def placeholder_token(hf_config: Any, tokenizer: Any, fmt: HFFormat, *,
+                      where: Path | str) -> str:
+    """The checkpoint's own image/video token (by id), which becomes vidlm's placeholder."""
+    attr = f"{fmt.placeholder}_token_index"
+    token_id = getattr(hf_config, attr, None)
+    if token_id is None:
+        token_id = getattr(hf_config, f"{fmt.placeholder}_token_id", None)
+    if token_id is None:
+        raise UnsupportedCheckpointError(f"{where}: config.json has no {attr}")
+    token = tokenizer.convert_ids_to_tokens(int(token_id))
+    if token is None or tokenizer.convert_tokens_to_ids(token) != int(token_id):
+        raise UnsupportedCheckpointError(
+            f"{where}: {attr} is {token_id} but the tokenizer has no token with that id")
+    return str(token)
+
+
+def preprocessing(folder: Path, fmt: HFFormat
+                  ) -> tuple[tuple[float, float, float], tuple[float, float, float], str]:
+    """``(mean, std, resize)`` from the checkpoint's processor config, else the format's."""
+    for name in fmt.processor_files:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UnsupportedCheckpointError(f"{path}: cannot read: {exc}") from exc
+        mean = tuple(float(x) for x in raw.get("image_mean", OPENAI_CLIP_MEAN))
+        std = tuple(float(x) for x in raw.get("image_std", OPENAI_CLIP_STD))
+        if raw.get("do_pad"):
+            resize = "pad"
+        elif raw.get("do_center_crop"):
+            resize = "crop"
+        else:
+            resize = "stretch"
+        return mean, std, resize  # type: ignore[return-value]
+    return OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, fmt.default_resize
+
+
+def _sampling(sampling: SamplingConfig | Mapping[str, Any] | None, fmt: HFFormat
+              ) -> SamplingConfig:
+    if sampling is None:
+        return copy.deepcopy(fmt.sampling)
+    if isinstance(sampling, SamplingConfig):
+        return sampling
+    from vidlm.config import from_dict
+
+    return from_dict(SamplingConfig, dict(sampling), where="sampling")

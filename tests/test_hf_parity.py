@@ -1,0 +1,418 @@
+"""Parity with ``transformers`` for the public checkpoint formats vidlm loads.
+
+Each test builds a tiny random-weight model with ``transformers`` itself (tiny CLIP or
+SigLIP vision tower, tiny Llama or Qwen2 LM, a word-level tokenizer built offline),
+``save_pretrained``s it to a temporary folder, loads it with
+:func:`vidlm.model.hf_interop.load_hf_checkpoint`, and compares vidlm's logits with
+``transformers``' own forward on the same ids and pixels (fp32, atol 1e-5). The weights
+are re-drawn with a large spread so that a wrong visual path moves the logits far more
+than the tolerance (checked by the sensitivity asserts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaNextVideoConfig,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
+
+from vidlm.errors import ConfigError, ModelNotFoundError
+from vidlm.model.connectors import SlowFastConfig
+from vidlm.model.hf_interop import UnsupportedCheckpointError, load_hf_checkpoint
+
+ATOL = 1e-5
+WORDS = ["user", "assistant", "system"] + [f"w{i}" for i in range(40)]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> assistant {% endif %}"
+)
+
+
+# ---- tiny checkpoints built with transformers ---------------------------------------------
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with a chat template and the <image>/<video> tokens."""
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>", unk_token="<unk>")
+    tok.add_special_tokens({"additional_special_tokens": ["<image>", "<video>"]})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def _clip(image_size: int, patch: int) -> CLIPVisionConfig:
+    return CLIPVisionConfig(image_size=image_size, patch_size=patch, hidden_size=32,
+                            intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+
+
+def _siglip(image_size: int, patch: int) -> SiglipVisionConfig:
+    return SiglipVisionConfig(image_size=image_size, patch_size=patch, hidden_size=32,
+                              intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              vision_use_head=False)
+
+
+def _text(kind: str, vocab_size: int) -> Any:
+    cls = LlamaConfig if kind == "llama" else Qwen2Config
+    return cls(vocab_size=vocab_size, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+               tie_word_embeddings=False)
+
+
+def _spread_weights(model: torch.nn.Module, seed: int) -> None:
+    """Re-draw every weight reproducibly: std 0.1 around 0, norm scales around 1."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * 0.1
+            is_scale = p.dim() == 1 and name.endswith("weight")
+            p.copy_(noise + 1.0 if is_scale else noise)
+
+
+def _save(model: torch.nn.Module, tok: PreTrainedTokenizerFast, folder: Path) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def build_llava(folder: Path, *, strategy: str = "default", layer: int = -2, seed: int = 0
+                ) -> LlavaForConditionalGeneration:
+    """LLaVA-1.5 layout: CLIP 32 px / patch 8 (4x4 grid) + Llama."""
+    tok = tiny_tokenizer()
+    ids = tok.convert_tokens_to_ids(["<image>"])
+    cfg = LlavaConfig(vision_config=_clip(32, 8).to_dict(),
+                      text_config=_text("llama", len(tok)).to_dict(), image_token_index=ids[0],
+                      vision_feature_select_strategy=strategy, vision_feature_layer=layer)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    _spread_weights(model, seed)
+    _save(model, tok, folder)
+    return model
+
+
+def build_onevision(folder: Path, *, seed: int = 1) -> LlavaOnevisionForConditionalGeneration:
+    """LLaVA-OneVision layout: SigLIP 56 px / patch 8 (7x7 grid, pooled to 4x4) + Qwen2."""
+    tok = tiny_tokenizer()
+    image_id, video_id = tok.convert_tokens_to_ids(["<image>", "<video>"])
+    cfg = LlavaOnevisionConfig(vision_config=_siglip(56, 8).to_dict(),
+                               text_config=_text("qwen2", len(tok)).to_dict(),
+                               image_token_index=image_id, video_token_index=video_id,
+                               vision_feature_layer=-1, vision_feature_select_strategy="full",
+                               image_grid_pinpoints=[[56, 56], [56, 112], [112, 56]])
+    model = LlavaOnevisionForConditionalGeneration(cfg).eval()
+    _spread_weights(model, seed)
+    _save(model, tok, folder)
+    return model
+
+
+def build_next_video(folder: Path, *, pool_mode: str = "average", seed: int = 2
+                     ) -> LlavaNextVideoForConditionalGeneration:
+    """LLaVA-NeXT-Video layout: CLIP 56 px / patch 8 (7x7 grid, pooled to 3x3) + Llama."""
+    tok = tiny_tokenizer()
+    image_id, video_id = tok.convert_tokens_to_ids(["<image>", "<video>"])
+    cfg = LlavaNextVideoConfig(vision_config=_clip(56, 8).to_dict(),
+                               text_config=_text("llama", len(tok)).to_dict(),
+                               image_token_index=image_id, video_token_index=video_id,
+                               spatial_pool_mode=pool_mode, spatial_pool_stride=2,
+                               image_grid_pinpoints=[[56, 112], [112, 56]])
+    model = LlavaNextVideoForConditionalGeneration(cfg).eval()
+    _spread_weights(model, seed)
+    _save(model, tok, folder)
+    return model
+
+
+def _prompt(placeholder_id: int, counts: list[int]) -> torch.Tensor:
+    """``(1, S)`` ids: a few words, then each visual block of ``counts[i]`` placeholders."""
+    ids = [2, 7, 8]
+    for i, n in enumerate(counts):
+        ids += [placeholder_id] * n + [9 + i, 10]
+    return torch.tensor([[*ids, 11, 12, 13]])
+
+
+def _pixels(t: int, size: int, seed: int) -> torch.Tensor:
+    return torch.randn(t, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_sensitive(hf_logits_a: torch.Tensor, hf_logits_b: torch.Tensor) -> None:
+    """Other pixels move the logits far beyond the tolerance: the check can fail."""
+    assert (hf_logits_a - hf_logits_b).abs().max() > 1000 * ATOL
+
+
+# ---- parity, per format -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("strategy", "layer"), [("default", -2), ("full", -1)])
+def test_llava_image_parity(tmp_path: Path, strategy: str, layer: int) -> None:
+    hf = build_llava(tmp_path, strategy=strategy, layer=layer)
+    model = load_hf_checkpoint(tmp_path)
+    per_image = 16 + (strategy == "full")  # 4x4 patches, plus CLS with "full"
+    assert model.placeholder_id == hf.config.image_token_index
+    assert model.num_visual_tokens(1) == per_image
+    ids = _prompt(hf.config.image_token_index, [per_image])
+    pix = _pixels(1, 32, seed=3)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values=pix).logits
+        got = model(ids, pixel_values=[pix]).logits
+        other = hf(input_ids=ids, pixel_values=_pixels(1, 32, seed=4)).logits
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    _assert_sensitive(want, other)
+
+
+def test_llava_two_images_in_one_prompt_and_a_batch(tmp_path: Path) -> None:
+    hf = build_llava(tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+    ids = _prompt(hf.config.image_token_index, [16, 16])
+    batch = torch.cat([ids, ids.flip(1)])  # two rows, two images each, in different places
+    pix = [_pixels(1, 32, seed=s) for s in range(4)]
+    with torch.no_grad():
+        want = hf(input_ids=batch, pixel_values=torch.cat(pix)).logits
+        got = model(batch, pixel_values=pix).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("frames", [4, 1])  # 1 frame: how vidlm feeds an image to OneVision
+def test_onevision_video_parity(tmp_path: Path, frames: int) -> None:
+    hf = build_onevision(tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+    per_video = frames * 4 * 4 + 1  # 7x7 -> ceil(7/2)^2 bilinear, then image_newline
+    assert model.placeholder_id == hf.config.video_token_index
+    assert model.num_visual_tokens(frames) == per_video
+    ids = _prompt(hf.config.video_token_index, [per_video])
+    pix = _pixels(frames, 56, seed=5)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, pixel_values=[pix]).logits
+        other = hf(input_ids=ids, pixel_values_videos=_pixels(frames, 56, seed=6)[None]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    _assert_sensitive(want, other)
+
+
+def test_onevision_two_videos(tmp_path: Path) -> None:
+    hf = build_onevision(tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+    per_video = 3 * 16 + 1
+    ids = _prompt(hf.config.video_token_index, [per_video, per_video])
+    videos = [_pixels(3, 56, seed=7), _pixels(3, 56, seed=8)]
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=torch.stack(videos)).logits
+        got = model(ids, pixel_values=videos).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("pool_mode", ["average", "max", "conv"])
+def test_next_video_parity(tmp_path: Path, pool_mode: str) -> None:
+    hf = build_next_video(tmp_path, pool_mode=pool_mode)
+    model = load_hf_checkpoint(tmp_path)
+    frames, per_frame = 4, 3 * 3  # 7x7 -> floor(7/2)^2, pooled before the projector
+    assert model.placeholder_id == hf.config.video_token_index
+    assert model.num_visual_tokens(frames) == frames * per_frame
+    ids = _prompt(hf.config.video_token_index, [frames * per_frame])
+    pix = _pixels(frames, 56, seed=9)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, pixel_values=[pix]).logits
+        other = hf(input_ids=ids, pixel_values_videos=_pixels(frames, 56, seed=10)[None]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    _assert_sensitive(want, other)
+
+
+def test_current_transformers_key_layout_loads_too(tmp_path: Path) -> None:
+    """Keys as the in-memory module names them (``model.language_model.*``, ``lm_head``)."""
+    src = tmp_path / "saved"
+    hf = build_next_video(src)
+    folder = tmp_path / "renamed"
+    shutil.copytree(src, folder)
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    assert any(k.startswith("model.language_model.") for k in state)
+    (folder / "model.safetensors").unlink()
+    save_file(state, str(folder / "model.safetensors"))
+    model = load_hf_checkpoint(folder)
+    ids = _prompt(hf.config.video_token_index, [2 * 9])
+    pix = _pixels(2, 56, seed=11)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_prompt_built_by_vidlm_matches_transformers(tmp_path: Path) -> None:
+    """Chat template + ``<video>`` marker in vidlm give ids that transformers accepts as is."""
+    hf = build_onevision(tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+    pix = _pixels(2, 56, seed=12)
+    with torch.no_grad():
+        tokens = model.visual_tokens_from_pixels(pix)
+    from vidlm.model.videolm import VisualTokens
+
+    visual = VisualTokens(tokens=tokens, num_frames=2)
+    inputs = model.build_inputs([{"role": "user", "content": "<video> w3 w4"}], [visual])
+    ids = inputs["input_ids"]
+    assert int((ids == hf.config.video_token_index).sum()) == 2 * 16 + 1
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, visual_tokens=inputs["visual_tokens"]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+# ---- SlowFast on top of each checkpoint (training-free) -----------------------------------
+
+SLOWFAST = {"name": "slowfast", "slow_frames": 2, "slow_pool": "max1d", "slow_kernel": 2,
+            "fast_grid": [2, 2]}
+
+
+def _hf_projected(hf: Any, pix: torch.Tensor) -> torch.Tensor:
+    """``transformers``' own per-frame projected tokens ``(T, h*w, D_lm)`` (CLS dropped)."""
+    cfg = hf.config
+    hidden = hf.model.vision_tower(pix, output_hidden_states=True).hidden_states
+    feats = hidden[cfg.vision_feature_layer]
+    if feats.shape[1] == math.isqrt(feats.shape[1] - 1) ** 2 + 1:  # CLS first
+        feats = feats[:, 1:]
+    return hf.model.multi_modal_projector(feats)
+
+
+def _reference_slowfast(projected: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """SlowFast by hand: slow frames 0 and T/2, 1-D max-pool 2; all frames avg-pooled to 2x2."""
+    t, _, c = projected.shape
+    slow = projected[[0, t // 2]]  # linspace(0, T, 3)[:-1]
+    slow = F.max_pool1d(slow.transpose(1, 2), 2).transpose(1, 2).reshape(-1, c)
+    maps = projected.reshape(t, grid[0], grid[1], c).permute(0, 3, 1, 2)
+    fast = F.adaptive_avg_pool2d(maps, (2, 2)).flatten(2).transpose(1, 2).reshape(-1, c)
+    return torch.cat([slow, fast])
+
+
+@pytest.mark.parametrize(("build", "size", "grid"), [
+    (build_llava, 32, (4, 4)), (build_onevision, 56, (7, 7)), (build_next_video, 56, (7, 7))])
+def test_slowfast_on_checkpoint(tmp_path: Path, build: Any, size: int,
+                                grid: tuple[int, int]) -> None:
+    hf = build(tmp_path)
+    model = load_hf_checkpoint(tmp_path, connector=SLOWFAST)
+    frames = 4
+    expected = 2 * (grid[0] * grid[1] // 2) + frames * 4  # slow 2 x h*w/2, fast 4 x 2x2
+    assert isinstance(model.config.connector, SlowFastConfig)
+    assert model.config.connector.num_tokens(frames, grid) == expected
+    assert model.num_visual_tokens(frames) == expected
+    pix = _pixels(frames, size, seed=13)
+    with torch.no_grad():
+        first = model.visual_tokens_from_pixels(pix)
+        again = model.visual_tokens_from_pixels(pix)
+        reference = _reference_slowfast(_hf_projected(hf, pix), grid)
+    assert first.shape == (expected, hf.config.text_config.hidden_size)
+    assert torch.equal(first, again)  # deterministic
+    torch.testing.assert_close(first, reference, atol=ATOL, rtol=0)  # the checkpoint's projector
+    placeholder = model.placeholder_id
+    ids = _prompt(placeholder, [expected])
+    with torch.no_grad():
+        logits = model(ids, pixel_values=[pix]).logits
+    assert logits.shape == (1, ids.shape[1], hf.config.text_config.vocab_size)
+    assert torch.isfinite(logits).all()
+
+
+def test_slowfast_by_preset_name_counts(tmp_path: Path) -> None:
+    build_next_video(tmp_path)
+    model = load_hf_checkpoint(tmp_path, connector="slowfast_llava_2024")
+    # preset: 10 slow frames at h*w//2 tokens, every frame at 4x4 (adaptive pool of 7x7)
+    assert model.num_visual_tokens(50) == 10 * (49 // 2) + 50 * 16
+    assert model.config.sampling.num_frames == 50
+    with torch.no_grad():
+        tokens = model.visual_tokens_from_pixels(_pixels(12, 56, seed=14))
+    assert tokens.shape[0] == model.num_visual_tokens(12) == 10 * 24 + 12 * 16
+
+
+# ---- what is loaded, and errors -----------------------------------------------------------
+
+
+def test_loader_reads_architecture_not_folder_name(tmp_path: Path) -> None:
+    folder = tmp_path / "llava-onevision-qwen2-7b-ov-hf"  # misleading name: it is LLaVA-1.5
+    build_llava(folder)
+    model = load_hf_checkpoint(folder)
+    assert model.config.connector.name == "mlp2x_gelu"
+    assert model.config.placeholder_token == "<image>"
+
+
+def test_mapped_configs(tmp_path: Path) -> None:
+    build_onevision(tmp_path)
+    model = load_hf_checkpoint(tmp_path, sampling={"mode": "uniform", "num_frames": 8})
+    vt = model.config.vision_tower
+    assert (vt.feature_layer, vt.feature_kind, vt.image_size) == (-1, "patch", 56)
+    assert model.vision_tower.grid == (7, 7)
+    assert model.config.connector.name == "onevision"
+    assert model.config.sampling.num_frames == 8
+    assert type(model.vision_tower.encoder).__name__ == "SiglipVisionModel"
+    assert type(model.language_model).__name__ == "Qwen2ForCausalLM"
+
+
+def test_unsupported_architecture_is_a_clear_error(tmp_path: Path) -> None:
+    build_llava(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["architectures"] = ["LlavaNextForConditionalGeneration"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UnsupportedCheckpointError, match="LlavaNextForConditionalGeneration"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_pickled_weights_are_refused(tmp_path: Path) -> None:
+    build_llava(tmp_path)
+    (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
+    with pytest.raises(UnsupportedCheckpointError, match="safetensors only"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_unknown_weights_are_refused(tmp_path: Path) -> None:
+    hf = build_llava(tmp_path)
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    state["extra_head.weight"] = torch.zeros(2, 2)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(UnsupportedCheckpointError, match=r"extra_head\.weight"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_missing_weights_are_refused(tmp_path: Path) -> None:
+    hf = build_llava(tmp_path)
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()
+             if not k.endswith("model.language_model.norm.weight")}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(UnsupportedCheckpointError, match=r"norm\.weight"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_connector_without_projector_option_mismatch(tmp_path: Path) -> None:
+    build_llava(tmp_path)
+    with pytest.raises(ConfigError, match="projector"):
+        load_hf_checkpoint(tmp_path, connector={"name": "slowfast", "projector_bias": False})
+
+
+def test_uncached_hub_id_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = "vidlm-tests/not-a-cached-model"
+    with pytest.raises(ModelNotFoundError) as err:
+        load_hf_checkpoint(repo)
+    message = str(err.value)
+    assert repo in message and "huggingface-cli download" in message
+    assert "\n" not in message
+
+
+def test_missing_local_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="neither a local folder nor a hub id"):
+        load_hf_checkpoint(str(tmp_path / "no" / "such" / "folder"))
