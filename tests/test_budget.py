@@ -170,3 +170,75 @@ def test_cli_missing_video_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["tokens", str(missing)]) == 1
     err = capsys.readouterr().err
     assert str(missing) in err and err.count("\n") == 1
+
+
+# ---- agreement with the decoder, other inputs, the frame grid --------------------------------
+
+
+def _folder_of_frames(tmp_path: Path, count: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(np.full((24, 32, 3), 20 * i, np.uint8)).save(folder / f"f{i:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(mode="uniform", num_frames=7),
+                                      SamplingConfig(mode="fps", fps=3.0, max_frames=16)])
+def test_sampled_times_match_what_the_decoder_reads(bikes_mp4: Path, small_mp4: Path,
+                                                    tmp_path: Path, sampling) -> None:
+    from vidlm.model.budget import sample_times
+    from vidlm.video import policy_from_config, read
+
+    for source in (bikes_mp4, small_mp4, _folder_of_frames(tmp_path, 9)):
+        planned = sample_times(source, sampling)
+        decoded = read(source, policy_from_config(sampling), size=32)
+        assert planned.indices.tolist() == decoded.indices.tolist(), source
+        assert planned.timestamps == pytest.approx(decoded.timestamps), source
+
+
+def test_plan_video_on_an_image_and_a_folder(tmp_path: Path) -> None:
+    folder = _folder_of_frames(tmp_path, 6)
+    b = plan_video(folder, SlowFastConfig(slow_frames=2), SamplingConfig(num_frames=3))
+    assert b.num_frames == 3 and b.video_info["kind"] == "folder"
+    assert b.total_tokens == 2 * 288 + 3 * 16
+    image = plan_video(folder / "f000.png", MLP2xGeluConfig(), SamplingConfig(num_frames=8))
+    assert image.num_frames == 1 and image.total_tokens == 576
+
+
+def test_cli_grid_gets_the_sampled_frames_and_marks(bikes_mp4: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidlm.video.grid
+
+    seen = {}
+
+    def spy(frames, path, *, marks=None, **kwargs):
+        seen.update(frames=frames, path=path, marks=marks)
+        return path
+
+    monkeypatch.setattr(vidlm.video.grid, "save_frame_grid", spy)
+    out = tmp_path / "grid.png"
+    assert main(["tokens", str(bikes_mp4), "--connector", "slowfast_llava_2024", "--num-frames",
+                 "20", "--grid", str(out)]) == 0
+    frames, marks = seen["frames"], seen["marks"]
+    assert len(frames) == 20 and seen["path"] == out
+    # segment middles 0.25 + 0.5 i s; at 25 fps the frames on screen then start at 0.04 k
+    assert frames.timestamps == pytest.approx([0.04 * int(6.25 + 12.5 * i) for i in range(20)])
+    assert sorted(i for i, m in marks.items() if m == "slow") == [0, 2, 4, 6, 8, 10, 12, 14,
+                                                                  16, 18]
+    assert sorted(i for i, m in marks.items() if m == "fast") == list(range(1, 20, 2))
+
+
+def test_cli_writes_a_real_png_grid(small_mp4: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    out = tmp_path / "sub" / "grid.png"
+    assert main(["tokens", str(small_mp4), "--num-frames", "6", "--set", "connector.slow_frames=2",
+                 "--grid", str(out)]) == 0
+    assert f"frame grid written to {out}" in capsys.readouterr().out
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > 3 * 100 and img.height > 2 * 60

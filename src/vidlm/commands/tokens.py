@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{budget.text_tokens:,} text tokens exceed the {budget.context_length:,}-"
                       "token context.[/red]")
     if args.grid_png is not None:
-        console.print(f"frame grid written to {args.grid_png}")
+        console.print(f"frame grid written to {args.grid_png}", soft_wrap=True)
     return 0
 
 

@@ -58,8 +58,10 @@ class TokenBudget:
     text_tokens: int
     context_left: int
     timestamps: tuple[float, ...] | None = None
+    source_indices: tuple[int, ...] | None = None
     video: str | None = None
     duration: float | None = None
+    video_info: dict[str, Any] | None = None
 
     @property
     def fits(self) -> bool:
@@ -115,25 +117,50 @@ class SampledTimes:
 
 
 def sample_times(path: str | Path, sampling: SamplingConfig) -> SampledTimes:
-    """Resolve ``sampling`` against the real frame times of ``path`` (demux only)."""
+    """Resolve ``sampling`` against the real frame times of ``path`` without decoding.
+
+    The same choice :func:`vidlm.video.read` makes: a video's frame pts from its packet
+    index; an image is one frame at 0 s; a folder's images are frames at the reader's
+    default folder frame rate.
+    """
+    from vidlm.video.container import check_file
+    from vidlm.video.images import DEFAULT_FOLDER_FPS, folder_images, is_image_file
     from vidlm.video.index import frame_index
     from vidlm.video.sampling import policy_from_config
 
-    index = frame_index(path)
-    times = index.times
-    indices = policy_from_config(sampling).select(times, index.duration)
-    return SampledTimes(indices=indices, timestamps=times[indices], duration=index.duration)
+    policy = policy_from_config(sampling)
+    path = Path(path)
+    check_file(path)
+    if path.is_dir():
+        count = len(folder_images(path))
+        times = np.arange(count, dtype=np.float64) / DEFAULT_FOLDER_FPS
+        duration = count / DEFAULT_FOLDER_FPS
+    elif is_image_file(path):
+        return SampledTimes(np.zeros(1, np.int64), np.zeros(1), 0.0)
+    else:
+        index = frame_index(path)
+        times, duration = index.times, index.duration
+    indices = policy.select(times, duration)
+    return SampledTimes(indices=indices, timestamps=times[indices], duration=duration)
 
 
 def plan_video(path: str | Path, connector_config: ConnectorConfig, sampling: SamplingConfig, *,
                grid: Grid = (24, 24), context_length: int = 8192, text_tokens: int = 0,
                has_cls: bool = False) -> TokenBudget:
-    """The budget of a real video: frames sampled as a model run would, then a token budget."""
+    """The budget of a real video: frames sampled as a model run would, then a token budget.
+
+    ``path``: a video, an image or a folder of frames (see :func:`vidlm.video.probe`).
+    """
+    from vidlm.video import probe
+
+    info = probe(path)
     sampled = sample_times(path, sampling)
     budget = token_budget(len(sampled.indices), grid, connector_config,
                           context_length=context_length, text_tokens=text_tokens, has_cls=has_cls)
-    return dataclasses.replace(budget, video=str(path), duration=sampled.duration,
-                               timestamps=tuple(float(t) for t in sampled.timestamps))
+    return dataclasses.replace(
+        budget, video=str(path), duration=sampled.duration, video_info=info.to_dict(),
+        timestamps=tuple(float(t) for t in sampled.timestamps),
+        source_indices=tuple(int(i) for i in sampled.indices))
 
 
 def _times_text(budget: TokenBudget, frames: tuple[int, ...]) -> str:
@@ -149,6 +176,10 @@ def render_budget_table(budget: TokenBudget) -> Table:
     title = f"Visual-token budget: {budget.connector}"
     if budget.video:
         title += f" on {Path(budget.video).name}"
+    if budget.video_info:
+        v = budget.video_info
+        title += (f"\n{v['kind']} {v['width']}x{v['height']}, {v['duration']:.2f}s, "
+                  f"{v['avg_fps']:.2f} fps, {v['num_frames']} frames")
     table = Table(title=title, show_lines=False)
     table.add_column("item")
     table.add_column("frames", justify="right")
