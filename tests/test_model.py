@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from vidlm.model.connectors import available_connectors
 from vidlm.model.prompting import PromptError
 from vidlm.model.videolm import VideoLM, VisualCountError, VisualTokens
-from vidlm.testing import tiny_videolm
+from vidlm.testing import random_frames, tiny_videolm
 from vidlm.video.frames import Frames
 
 
-def make_frames(t: int, h: int = 24, w: int = 40, seed: int = 0) -> Frames:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(t, h, w, 3), dtype=np.uint8)
-    return Frames(pixels, np.arange(t, dtype=np.float64), np.arange(t, dtype=np.int64))
+def make_frames(t: int, seed: int = 0) -> Frames:
+    return random_frames(t, seed=seed)
 
 
 @pytest.fixture(scope="module")

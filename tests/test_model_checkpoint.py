@@ -1,0 +1,145 @@
+"""Checkpoints and vidlm.load: save/load round trip, shards, LM by reference, connector switch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import vidlm
+from vidlm.errors import ConfigError, ModelNotFoundError
+from vidlm.model.checkpoint import INDEX_NAME, WEIGHTS_NAME, CheckpointError, read_weights
+from vidlm.model.videolm import VideoLM
+from vidlm.testing import random_frames, tiny_videolm
+
+
+def _logits(model: VideoLM, frames) -> torch.Tensor:
+    prompt = model.prepare([{"role": "user", "content": "<video>\nWhat happens?"}], [frames])
+    with torch.no_grad():
+        return model(prompt.input_ids, visual_tokens=prompt.visual_tokens).logits
+
+
+@pytest.fixture(scope="module")
+def model() -> VideoLM:
+    return tiny_videolm("slowfast", slow_frames=2, fast_grid=2, separator=True, seed=2)
+
+
+def test_round_trip_gives_identical_logits(model: VideoLM, tmp_path: Path) -> None:
+    frames = random_frames(4, seed=1)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / WEIGHTS_NAME).is_file() and (tmp_path / "vidlm_config.json").is_file()
+    assert (tmp_path / "language_model" / "config.json").is_file()
+    assert (tmp_path / "vision_tower" / "config.json").is_file()
+    assert (tmp_path / "tokenizer.json").is_file()
+    loaded = VideoLM.from_pretrained(tmp_path)
+    assert loaded.config.to_dict() == model.config.to_dict()
+    assert loaded.placeholder_id == model.placeholder_id
+    torch.testing.assert_close(_logits(loaded, frames), _logits(model, frames), rtol=0, atol=0)
+    assert loaded.ask(frames, "Hi?", max_new_tokens=5) == model.ask(frames, "Hi?",
+                                                                    max_new_tokens=5)
+    via_load = vidlm.load(str(tmp_path))
+    torch.testing.assert_close(_logits(via_load, frames), _logits(model, frames), rtol=0, atol=0)
+
+
+def test_sharded_round_trip(model: VideoLM, tmp_path: Path) -> None:
+    model.save_pretrained(tmp_path, max_shard_bytes=60_000)
+    index = json.loads((tmp_path / INDEX_NAME).read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and not (tmp_path / WEIGHTS_NAME).exists()
+    loaded = VideoLM.from_pretrained(tmp_path)
+    frames = random_frames(3, seed=2)
+    torch.testing.assert_close(_logits(loaded, frames), _logits(model, frames), rtol=0, atol=0)
+
+
+def test_tied_embeddings_are_stored_once(tmp_path: Path) -> None:
+    m = tiny_videolm()
+    lm = m.language_model
+    lm.config.tie_word_embeddings = True
+    lm.lm_head.weight = lm.model.embed_tokens.weight
+    m.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / WEIGHTS_NAME), framework="pt") as f:
+        keys = set(f.keys())
+    assert "language_model.model.embed_tokens.weight" in keys
+    assert "language_model.lm_head.weight" not in keys
+    state = read_weights(tmp_path)
+    assert torch.equal(state["language_model.lm_head.weight"],
+                       lm.model.embed_tokens.weight.detach())
+    loaded = VideoLM.from_pretrained(tmp_path)
+    frames = random_frames(2)
+    torch.testing.assert_close(_logits(loaded, frames), _logits(m, frames), rtol=0, atol=0)
+
+
+def test_save_without_language_model_references_it(model: VideoLM, tmp_path: Path) -> None:
+    lm_dir = tmp_path / "lm"
+    model.language_model.save_pretrained(lm_dir)
+    model.tokenizer.save_pretrained(lm_dir)
+    model.config.language_model.name_or_path = str(lm_dir)
+    try:
+        ckpt = model.save_pretrained(tmp_path / "ckpt", include_language_model=False)
+    finally:
+        model.config.language_model.name_or_path = "tiny-llama"
+    with safe_open(str(ckpt / WEIGHTS_NAME), framework="pt") as f:
+        keys = list(f.keys())
+    assert keys and not any(k.startswith("language_model.") for k in keys)
+    assert not (ckpt / "language_model").exists()
+    loaded = VideoLM.from_pretrained(ckpt)
+    frames = random_frames(4, seed=3)
+    torch.testing.assert_close(_logits(loaded, frames), _logits(model, frames), rtol=0, atol=0)
+
+
+def test_save_without_lm_needs_a_resolvable_reference(model: VideoLM, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot save without the language model"):
+        model.save_pretrained(tmp_path, include_language_model=False)
+
+
+def test_load_switches_connector_training_free(tmp_path: Path) -> None:
+    image_model = tiny_videolm("mlp2x_gelu", seed=4)
+    image_model.save_pretrained(tmp_path)
+    video_model = vidlm.load(str(tmp_path), connector={"name": "slowfast", "slow_frames": 2,
+                                                        "fast_grid": [2, 2]})
+    assert video_model.config.connector.name == "slowfast"
+    for name in ("linear_1", "linear_2"):
+        assert torch.equal(getattr(video_model.connector.projector, name).weight,
+                           getattr(image_model.connector, name).weight)
+    frames = random_frames(12, seed=5)
+    tokens = video_model.encode_video(frames).tokens
+    assert tokens.shape[0] == video_model.num_visual_tokens(12) == 2 * 8 + 12 * 4
+    # fast pathway, pooled after projection: 2x2 means of the image model's projected tokens
+    feats = image_model.encode_frames(image_model.preprocess(frames.frames))  # (T, 16, D)
+    projected = image_model.connector.project(feats)  # (T, 16, D_lm)
+    maps = projected.reshape(12, 4, 4, -1).permute(0, 3, 1, 2)  # (T, D_lm, 4, 4)
+    expected = torch.nn.functional.avg_pool2d(maps, 2).flatten(2).transpose(1, 2)  # (T, 4, D)
+    fast = tokens[-12 * 4:].reshape(12, 4, -1)
+    torch.testing.assert_close(fast, expected, rtol=0, atol=1e-5)
+
+
+def test_load_overrides_and_sampling(tmp_path: Path) -> None:
+    tiny_videolm().save_pretrained(tmp_path)
+    m = vidlm.load(str(tmp_path), sampling={"mode": "uniform", "num_frames": 3},
+                   overrides=["context.on_overflow=drop_frames"])
+    assert m.config.sampling.num_frames == 3
+    assert m.config.context.on_overflow == "drop_frames"
+    with pytest.raises(ConfigError, match="unknown connector"):
+        vidlm.load(str(tmp_path), connector="no_such_connector")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    m = tiny_videolm()
+    m.save_pretrained(tmp_path)
+    (tmp_path / WEIGHTS_NAME).unlink()
+    with pytest.raises(CheckpointError, match=r"no model\.safetensors"):
+        VideoLM.from_pretrained(tmp_path)
+
+
+def test_missing_hub_model_names_the_id_and_the_fix(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelNotFoundError) as info:
+        vidlm.load("some-org/no-such-video-model")
+    text = str(info.value)
+    assert "some-org/no-such-video-model" in text
+    assert "huggingface-cli download some-org/no-such-video-model" in text
+    assert "\n" not in text
