@@ -129,9 +129,9 @@ def test_perceptiontest_official_nested_and_flat_forms(tmp_path: Path) -> None:
         ("video_10909/0", "C"), ("video_10909/1", "B"), ("video_7560/0", "A")]
     assert items[2].categories == {"area": "physics", "reasoning": "counterfactual"}
     flat = tmp_path / "flat.json"
-    flat.write_text(json.dumps([{"video_name": "video_1", "question": "q?", "options": ["x", "y", "z"],
-                                 "answer_id": 2, "area": "semantics", "reasoning": "explanatory",
-                                 "question_id": 5}]))
+    flat.write_text(json.dumps([{"video_name": "video_1", "question": "q?",
+                                 "options": ["x", "y", "z"], "answer_id": 2, "area": "semantics",
+                                 "reasoning": "explanatory", "question_id": 5}]))
     (only,) = get_benchmark("perceptiontest").load(flat, tmp_path)
     assert (only.id, only.gold, only.video.name) == ("video_1/5", "C", "video_1.mp4")
 
@@ -139,7 +139,7 @@ def test_perceptiontest_official_nested_and_flat_forms(tmp_path: Path) -> None:
 def test_unreadable_annotation_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "videomme.json"
     broken.write_text("{not json")
-    with pytest.raises(DataError, match="videomme.json: not readable JSON"):
+    with pytest.raises(DataError, match=r"videomme\.json: not readable JSON"):
         get_benchmark("videomme").load(broken, tmp_path)
     with pytest.raises(DataError, match="missing field 'videoID'"):
         broken.write_text(json.dumps([{"question": "q"}]))
@@ -149,7 +149,8 @@ def test_unreadable_annotation_names_the_file(tmp_path: Path) -> None:
 def test_template_override_and_unknown_field() -> None:
     items = get_benchmark("perceptiontest").load(
         FIXTURES / "perceptiontest/mc_question_valid.json", Path("/nonexistent"))
-    custom = PromptTemplate("Q: {question} [{letters}]\n{options}", option_format="{letter}) {text}")
+    custom = PromptTemplate("Q: {question} [{letters}]\n{options}",
+                            option_format="{letter}) {text}")
     assert custom.render(items[0]) == ("Q: Is the camera moving or static? [A, B, C]\n"
                                        "A) I don't know\nB) moving\nC) static or shaking")
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['answer'\]"):
