@@ -416,3 +416,83 @@ def test_uncached_hub_id_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_missing_local_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="neither a local folder nor a hub id"):
         load_hf_checkpoint(str(tmp_path / "no" / "such" / "folder"))
+
+
+# ---- through vidlm.load, overrides, and a vidlm checkpoint round trip ---------------------
+
+
+def test_vidlm_load_delegates_with_overrides(tmp_path: Path) -> None:
+    import vidlm
+
+    hf = build_onevision(tmp_path)
+    model = vidlm.load(str(tmp_path), overrides=["vision_tower.chunk_size=2",
+                                                  "context.on_overflow=drop_frames"])
+    assert model.config.vision_tower.chunk_size == 2  # 5 frames go through in 3 chunks
+    assert model.config.context.on_overflow == "drop_frames"
+    ids = _prompt(hf.config.video_token_index, [5 * 16 + 1])
+    pix = _pixels(5, 56, seed=15)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_saved_as_vidlm_checkpoint_round_trip(tmp_path: Path) -> None:
+    import vidlm
+
+    hf = build_next_video(tmp_path / "hf", pool_mode="conv")
+    model = load_hf_checkpoint(tmp_path / "hf")
+    model.save_pretrained(tmp_path / "vidlm")
+    again = vidlm.load(str(tmp_path / "vidlm"))
+    assert again.config.connector == model.config.connector
+    assert again.placeholder_id == hf.config.video_token_index
+    ids = _prompt(hf.config.video_token_index, [3 * 9])
+    pix = _pixels(3, 56, seed=16)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = again(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_bfloat16_load(tmp_path: Path) -> None:
+    hf = build_llava(tmp_path)
+    model = load_hf_checkpoint(tmp_path, dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    ids = _prompt(hf.config.image_token_index, [16])
+    pix = _pixels(1, 32, seed=17)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values=pix).logits
+        got = model(ids, pixel_values=[pix]).logits.float()
+    assert (got - want).abs().max() < 0.1 * want.abs().max()  # bf16 rounding, same model
+
+
+# ---- a real clip, end to end --------------------------------------------------------------
+
+
+def test_real_clip_encode_and_greedy_generation_match_transformers(tmp_path: Path,
+                                                                   bikes_mp4: Path) -> None:
+    from vidlm.model.generation import eos_token_ids
+
+    hf = build_next_video(tmp_path)
+    model = load_hf_checkpoint(tmp_path, sampling={"mode": "uniform", "num_frames": 3})
+    visual = model.encode_video(bikes_mp4)
+    assert visual.num_frames == 3 and visual.num_tokens == model.num_visual_tokens(3) == 27
+    pix = model.preprocess(visual.frames.frames)
+    assert pix.shape == (3, 3, 56, 56)
+    inputs = model.build_inputs([{"role": "user", "content": "<video> w5 w6"}], [visual])
+    ids = inputs["input_ids"]
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, visual_tokens=inputs["visual_tokens"]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+    eos = sorted(eos_token_ids(model.language_model, model.tokenizer))
+    with torch.no_grad():
+        out = hf.generate(input_ids=ids, pixel_values_videos=pix[None], max_new_tokens=8,
+                          do_sample=False, eos_token_id=eos, pad_token_id=0)
+    new = out[0, ids.shape[1]:].tolist()
+    new = new[:next((i for i, t in enumerate(new) if t in eos), len(new))]
+    reply = model.generate(ids, visual_tokens=inputs["visual_tokens"], max_new_tokens=8,
+                           temperature=0)
+    assert len(new) >= 4  # a real sequence, not an immediate end of text
+    assert reply == model.tokenizer.decode(new, skip_special_tokens=True)

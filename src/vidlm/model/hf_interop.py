@@ -116,53 +116,57 @@ FORMATS: dict[str, HFFormat] = {
 def load_hf_checkpoint(name_or_path: str | Path, *,
                        connector: str | Mapping[str, Any] | ConnectorConfig | None = None,
                        sampling: SamplingConfig | Mapping[str, Any] | None = None,
-                       dtype: str = "float32") -> Any:
+                       overrides: list[str] | tuple[str, ...] = (),
+                       dtype: str | None = None,
+                       device: str | torch.device | None = None) -> Any:
     """A :class:`VideoLM` for a LLaVA-1.5 / LLaVA-OneVision / LLaVA-NeXT-Video checkpoint.
 
     ``name_or_path``: a local folder or a hub id (taken from the local cache, else
     downloaded unless offline). ``connector``: ``None`` for the checkpoint's own
     connector, else a registered connector name, preset name, dict or config that
     reuses the checkpoint's projector. ``sampling``: frame sampling (default: the
-    preset's when ``connector`` names a preset, else the format's). ``dtype``:
-    ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+    preset's when ``connector`` names a preset, else the format's). ``overrides``:
+    ``a.b=value`` changes to the resulting :class:`VideoLMConfig` (e.g.
+    ``vision_tower.chunk_size=8``). ``dtype``: ``"float32"`` (default), ``"bfloat16"``
+    or ``"float16"``.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from vidlm.model.videolm import VideoLM
 
+    dtype = dtype or "float32"
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; known: {sorted(DTYPES)}")
+    torch_dtype = DTYPES[dtype]
     folder = resolve_checkpoint(str(name_or_path))
     fmt = detect_format(folder)
     hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     parts = split_state_dict(read_safetensors(folder), where=folder)
-    torch_dtype = DTYPES[dtype]
-
-    vision_tower = build_vision_tower(hf_config, parts["vision"], folder=folder, fmt=fmt,
-                                      dtype=torch_dtype)
+    encoder = build_vision_encoder(hf_config, parts["vision"], where=folder, dtype=torch_dtype)
     language_model = build_language_model(hf_config, parts["language_model"], where=folder,
                                           dtype=torch_dtype)
-    conn_config = connector_config_for(fmt, hf_config, connector)
+    tokenizer = load_tokenizer(folder)
+
     if sampling is None and isinstance(connector, str) and connector in available_presets():
         sampling = get_preset(connector).sampling  # a preset brings its published sampling
-    conn = build_hf_connector(conn_config, parts, hf_config, fmt=fmt,
-                              vision_dim=vision_tower.hidden_size,
-                              lm_dim=int(hf_config.text_config.hidden_size), where=folder)
-    conn.to(torch_dtype)
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise UnsupportedCheckpointError(f"{folder}: cannot load the tokenizer: {exc}") from exc
     config = VideoLMConfig(
-        vision_tower=vision_tower.config,
-        connector=conn_config,
+        vision_tower=vision_tower_config(hf_config, encoder, folder=folder, fmt=fmt),
+        connector=connector_config_for(fmt, hf_config, connector),
         language_model=LanguageModelConfig(name_or_path=str(name_or_path), dtype=dtype),
         sampling=_sampling(sampling, fmt),
         placeholder_token=placeholder_token(hf_config, tokenizer, fmt, where=folder),
     )
-    model = VideoLM(config, vision_tower=vision_tower, connector=conn,
+    if overrides:
+        config = config.with_overrides(list(overrides))
+        config.connector = connector_config_for(fmt, hf_config, config.connector)
+    vision_tower = VisionTower(config.vision_tower, encoder=encoder)
+    conn = build_hf_connector(config.connector, parts, hf_config, fmt=fmt,
+                              vision_dim=vision_tower.hidden_size,
+                              lm_dim=int(hf_config.text_config.hidden_size), where=folder)
+    model = VideoLM(config, vision_tower=vision_tower, connector=conn.to(torch_dtype),
                     language_model=language_model, tokenizer=tokenizer)
+    if device is not None:
+        model.to(device)
     return model.eval()
 
 
@@ -311,43 +315,49 @@ def _from_state_dict(model_class: Any, config: Any, state: dict[str, torch.Tenso
     return model.eval()
 
 
-def build_vision_tower(hf_config: Any, state: dict[str, torch.Tensor], *, folder: Path,
-                       fmt: HFFormat, dtype: torch.dtype) -> VisionTower:
-    """``transformers``' own vision encoder (CLIP, SigLIP, ...) in a :class:`VisionTower`.
+def build_vision_encoder(hf_config: Any, state: dict[str, torch.Tensor], *, where: Path | str,
+                         dtype: torch.dtype) -> Any:
+    """``transformers``' own vision encoder (CLIP, SigLIP, ...) with the checkpoint's weights."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    vision_config = hf_config.vision_config
+    try:
+        encoder_class = MODEL_MAPPING[type(vision_config)]
+    except KeyError as exc:
+        raise UnsupportedCheckpointError(
+            f"{where}: no transformers model for vision config "
+            f"{type(vision_config).__name__}") from exc
+    return _from_state_dict(encoder_class, vision_config, state, what="vision tower",
+                            where=where, dtype=dtype)
+
+
+def vision_tower_config(hf_config: Any, encoder: Any, *, folder: Path,
+                        fmt: HFFormat) -> VisionTowerConfig:
+    """The :class:`VisionTowerConfig` that selects the features the checkpoint selects.
 
     ``vision_feature_layer`` -> ``feature_layer``; ``vision_feature_select_strategy``
     ``"default"`` (drop the first token, the CLS) -> ``"patch"``, ``"full"`` -> keep all
     tokens (``"cls_patch"`` with a CLS token, ``"patch"`` without one).
     """
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-    vision_config = hf_config.vision_config
     layer = hf_config.vision_feature_layer
     if not isinstance(layer, int):
         raise UnsupportedCheckpointError(
             f"{folder}: vision_feature_layer {layer!r} concatenates several layers; vidlm's "
             "vision tower takes one layer")
-    try:
-        encoder_class = MODEL_MAPPING[type(vision_config)]
-    except KeyError as exc:
-        raise UnsupportedCheckpointError(
-            f"{folder}: no transformers model for vision config "
-            f"{type(vision_config).__name__}") from exc
-    encoder = _from_state_dict(encoder_class, vision_config, state, what="vision tower",
-                               where=folder, dtype=dtype)
     mean, std, resize = preprocessing(folder, fmt)
-    base = VisionTowerConfig(name_or_path=str(folder), feature_layer=layer, feature_kind="patch",
-                             frozen=True, image_size=int(vision_config.image_size),
-                             mean=mean, std=std, resize=resize)
-    tower = VisionTower(base, encoder=encoder)
+    config = VisionTowerConfig(name_or_path=str(folder), feature_layer=layer,
+                               feature_kind="patch", frozen=True,
+                               image_size=int(hf_config.vision_config.image_size),
+                               mean=mean, std=std, resize=resize)
+    has_cls = VisionTower(config, encoder=encoder).has_cls
     strategy = hf_config.vision_feature_select_strategy
-    if strategy == "default" and not tower.has_cls:
+    if strategy == "default" and not has_cls:
         raise UnsupportedCheckpointError(
             f"{folder}: vision_feature_select_strategy 'default' drops the first token, but "
             f"{type(encoder).__name__} has no CLS token, so it would drop a patch")
-    if strategy == "full" and tower.has_cls:
-        tower = VisionTower(dataclasses.replace(base, feature_kind="cls_patch"), encoder=encoder)
-    return tower
+    if strategy == "full" and has_cls:
+        config = dataclasses.replace(config, feature_kind="cls_patch")
+    return config
 
 
 def build_language_model(hf_config: Any, state: dict[str, torch.Tensor], *, where: Path | str,
@@ -466,6 +476,16 @@ def _load_exact(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what
 
 
 # ---- tokens, preprocessing, sampling ------------------------------------------------------
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The checkpoint's own tokenizer (with its chat template); never remote code."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise UnsupportedCheckpointError(f"{folder}: cannot load the tokenizer: {exc}") from exc
 
 
 def placeholder_token(hf_config: Any, tokenizer: Any, fmt: HFFormat, *,
