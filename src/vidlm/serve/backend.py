@@ -7,7 +7,6 @@ probed so a broken video fails before it queues); the model thread runs
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidlm.errors import VideoError, VidlmError
+from vidlm.model.generation import (
+    decode_steps,
+    eos_token_ids,
+    settings_from_kwargs,
+    stream_text,
+)
 from vidlm.serve.api_errors import APIError, from_vidlm_error
 from vidlm.serve.encoding import CachedEncoder
 from vidlm.serve.media import MediaResolver, ResolvedMedia
@@ -76,25 +81,7 @@ class ChatBackend:
                     visuals.append(self.encoder.encode(item.path, job.sampling))
                 except VidlmError as exc:
                     raise _media_error(exc, ref) from exc
-            gen = job.generation
-            if gen.seed is not None:
-                torch.manual_seed(gen.seed)
-            result.prompt_tokens = self._prompt_tokens(job, visuals)
-            pieces = self.model.chat(job.messages, videos=visuals, stream=True,
-                                     max_new_tokens=gen.max_new_tokens,
-                                     temperature=gen.temperature, top_p=gen.top_p,
-                                     stop=gen.stop or None)
-            try:
-                for piece in pieces:
-                    if piece:
-                        result.pieces.append(piece)
-                        yield piece
-            except VidlmError as exc:
-                raise from_vidlm_error(exc) from exc
-            result.text = "".join(result.pieces)
-            result.completion_tokens = self._count(result.text)
-            at_limit = result.completion_tokens >= gen.max_new_tokens
-            result.finish_reason = "length" if at_limit else "stop"
+            yield from self._generate(job, visuals, result)
         finally:
             self.resolver.release(media)
 
@@ -104,17 +91,36 @@ class ChatBackend:
             pass
         return result
 
-    def _prompt_tokens(self, job: ChatJob, visuals: list[Any]) -> int:
+    def _generate(self, job: ChatJob, visuals: list[Any], result: Completion) -> Iterator[str]:
+        """Generate with the model's own decoding loop, counting the tokens it emits."""
+        model, gen = self.model, job.generation
         try:
-            inputs = self.model.build_inputs(job.messages, visuals)
+            prompt = model.prepare(job.messages, visuals, max_new_tokens=gen.max_new_tokens)
+            settings = settings_from_kwargs(model.generation_defaults,
+                                            max_new_tokens=gen.max_new_tokens,
+                                            temperature=gen.temperature, top_p=gen.top_p,
+                                            seed=gen.seed, stop=tuple(gen.stop))
         except VidlmError as exc:
             raise from_vidlm_error(exc) from exc
-        return int(inputs["input_ids"].shape[-1])
+        result.prompt_tokens = int(prompt.input_ids.shape[-1])
+        with torch.no_grad():
+            embeds = model.embed(prompt.input_ids.to(model.device), prompt.visual_tokens)
+        steps = decode_steps(model.language_model, embeds,
+                             prompt.attention_mask.to(model.device), settings,
+                             eos_token_ids(model.language_model, model.tokenizer))
 
-    def _count(self, text: str) -> int:
-        with contextlib.suppress(Exception):
-            return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return len(text.split())
+        def counted() -> Iterator[int]:
+            for token_id, _ in steps:
+                result.completion_tokens += 1
+                yield token_id
+
+        for piece in stream_text(model.tokenizer, counted(), settings.stop):
+            if piece:
+                result.pieces.append(piece)
+                yield piece
+        result.text = "".join(result.pieces)
+        result.finish_reason = "length" if result.completion_tokens >= gen.max_new_tokens \
+            else "stop"
 
 
 def _media_error(exc: VidlmError, ref: MediaRef) -> APIError:

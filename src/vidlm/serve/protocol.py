@@ -264,7 +264,7 @@ def _parse_generation(body: dict[str, Any], limits: RequestLimits) -> Generation
         raise bad_request("give max_tokens or max_completion_tokens, not both",
                           param="max_completion_tokens")
     name = "max_tokens" if body.get("max_completion_tokens") is None else "max_completion_tokens"
-    max_new = _typed(body, name, int, limits.default_max_tokens)
+    max_new = _typed(body, name, int, min(limits.default_max_tokens, limits.max_tokens_limit))
     if not 1 <= max_new <= limits.max_tokens_limit:
         raise bad_request(f"'{name}' must be in [1, {limits.max_tokens_limit}]", param=name)
     temperature = float(_typed(body, "temperature", (int, float), 0.0))
