@@ -42,12 +42,12 @@ def continuation_ids(tokenizer: Any, continuation: str) -> list[int]:
 
 
 @torch.no_grad()
-def score_continuations(model: Any, visual: Any, prompt: str,
+def score_continuations(model: Any, visuals: Sequence[Any], prompt: str,
                         continuations: Sequence[str]) -> list[ContinuationScore]:
-    """Score each continuation after ``prompt`` about ``visual`` (a path, Frames,
-    VisualTokens or None) with ``model`` (a :class:`vidlm.model.videolm.VideoLM`)."""
-    visuals = [] if visual is None else [model.encode_video(visual)]
-    inputs = model.build_inputs([{"role": "user", "content": prompt}], visuals)
+    """Score each continuation after ``prompt`` about ``visuals`` (paths, Frames or
+    VisualTokens; may be empty) with ``model`` (a :class:`vidlm.model.videolm.VideoLM`)."""
+    encoded = [model.encode_video(v) for v in visuals]
+    inputs = model.build_inputs([{"role": "user", "content": prompt}], encoded)
     prompt_ids = inputs["input_ids"][0].tolist()
     conts = [continuation_ids(model.tokenizer, c) for c in continuations]
     width = max(len(c) for c in conts)

@@ -205,7 +205,7 @@ class ItemScorer:
 
         conts = list(item.letters) if self.settings.likelihood_target == "letter" \
             else list(item.options)
-        scores = score_continuations(self.model, frames, prompt, conts)
+        scores = score_continuations(self.model, [frames], prompt, conts)
         row["loglikelihoods"] = {lt: s.logprob for lt, s in zip(item.letters, scores, strict=True)}
         row["extracted"] = max(row["loglikelihoods"], key=row["loglikelihoods"].__getitem__)
 
