@@ -496,3 +496,69 @@ def test_real_clip_encode_and_greedy_generation_match_transformers(tmp_path: Pat
                            temperature=0)
     assert len(new) >= 4  # a real sequence, not an immediate end of text
     assert reply == model.tokenizer.decode(new, skip_special_tokens=True)
+
+
+# ---- hub ids, sharded and tied weights ----------------------------------------------------
+
+
+def test_cached_hub_id_loads_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id found in the local Hugging Face cache (snapshot layout) loads offline."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / "models--vidlm-tests--tiny-llava"
+    hf = build_llava(repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = load_hf_checkpoint("vidlm-tests/tiny-llava")
+    ids = _prompt(hf.config.image_token_index, [16])
+    pix = _pixels(1, 32, seed=18)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values=pix).logits
+        got = model(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_sharded_safetensors(tmp_path: Path) -> None:
+    src = tmp_path / "one"
+    hf = build_onevision(src)
+    folder = tmp_path / "sharded"
+    hf.save_pretrained(folder, safe_serialization=True, max_shard_size="100KB")
+    tiny_tokenizer().save_pretrained(folder)
+    assert (folder / "model.safetensors.index.json").is_file()
+    assert len(list(folder.glob("model-*-of-*.safetensors"))) > 1
+    model = load_hf_checkpoint(folder)
+    ids = _prompt(hf.config.video_token_index, [2 * 16 + 1])
+    pix = _pixels(2, 56, seed=19)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_tied_word_embeddings(tmp_path: Path) -> None:
+    """Qwen2-style tied LM head: saved once, tied again on load."""
+    tok = tiny_tokenizer()
+    image_id, video_id = tok.convert_tokens_to_ids(["<image>", "<video>"])
+    text = _text("qwen2", len(tok))
+    text.tie_word_embeddings = True
+    cfg = LlavaOnevisionConfig(vision_config=_siglip(56, 8).to_dict(), text_config=text.to_dict(),
+                               image_token_index=image_id, video_token_index=video_id,
+                               vision_feature_layer=-1, vision_feature_select_strategy="full",
+                               tie_word_embeddings=True)
+    hf = LlavaOnevisionForConditionalGeneration(cfg).eval()
+    _spread_weights(hf, seed=20)
+    hf.tie_weights()
+    _save(hf, tok, tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+    lm = model.language_model
+    assert lm.lm_head.weight.data_ptr() == lm.get_input_embeddings().weight.data_ptr()
+    ids = _prompt(video_id, [16 + 1])
+    pix = _pixels(1, 56, seed=21)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = model(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
