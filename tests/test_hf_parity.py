@@ -562,3 +562,51 @@ def test_tied_word_embeddings(tmp_path: Path) -> None:
         want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
         got = model(ids, pixel_values=[pix]).logits
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+# ---- from uint8 pixels: vidlm's preprocessing and prompt vs transformers' processor --------
+
+
+def test_llava_image_end_to_end_with_transformers_processor(tmp_path: Path,
+                                                             bikes_mp4: Path) -> None:
+    """A real frame as a 32x32 PNG: vidlm reads, normalises, prompts and scores it exactly
+    as ``LlavaProcessor`` (CLIPImageProcessor) + ``LlavaForConditionalGeneration`` do."""
+    import av
+    import numpy as np
+    from PIL import Image
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    with av.open(str(bikes_mp4)) as container:
+        frame = next(container.decode(video=0)).to_image()
+    image = frame.resize((32, 32), Image.Resampling.BICUBIC)
+    png = tmp_path / "frame.png"
+    image.save(png)
+
+    folder = tmp_path / "llava"
+    hf = build_llava(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32},
+                                         crop_size={"height": 32, "width": 32})
+    image_processor.save_pretrained(folder)  # preprocessor_config.json: mean/std, centre crop
+    tok = tiny_tokenizer()
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
+                               vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1)
+
+    model = load_hf_checkpoint(folder)
+    assert model.config.vision_tower.resize == "crop"
+    visual = model.encode_video(png)
+    assert visual.kind == "image" and visual.num_tokens == 16
+    pixels = model.preprocess(visual.frames.frames)
+    messages = [{"role": "user", "content": "<image> w3 w4"}]
+    from vidlm.model.prompting import normalise_messages, render_chat
+
+    text = render_chat(model.tokenizer, normalise_messages(messages))
+    hf_inputs = processor(text=text, images=[np.asarray(image)], return_tensors="pt")
+    assert pixels.shape == hf_inputs["pixel_values"].shape == (1, 3, 32, 32)
+    torch.testing.assert_close(pixels, hf_inputs["pixel_values"], atol=1e-6, rtol=0)
+    inputs = model.build_inputs(messages, [visual])
+    assert torch.equal(inputs["input_ids"], hf_inputs["input_ids"])
+    with torch.no_grad():
+        want = hf(**hf_inputs).logits
+        got = model(inputs["input_ids"], visual_tokens=inputs["visual_tokens"]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
