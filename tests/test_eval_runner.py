@@ -69,6 +69,7 @@ def test_videomme_by_duration_with_missing_videos(tmp_path: Path, small_mp4: Pat
     m = evaluate(tmp_path, "videomme", "videomme/videomme.json", model)
     assert m["accuracy"] == pytest.approx(100 * 2 / 6, abs=1e-3)  # missing videos count as wrong
     assert by(m, "duration") == {"long": 0.0, "medium": 50.0, "short": 50.0}
+    assert list(m["by"]["duration"]) == ["short", "medium", "long"]  # the benchmark's order
     assert m["counts"] == {"items": 6, "scored": 6, "not_scored": 0, "correct": 2, "failed": 2,
                            "no_answer": 1, "failures_by_kind": {"missing": 2}}
     assert m["accuracy_excluding_failures"] == 50.0
@@ -99,6 +100,7 @@ def test_longvideobench_by_duration_group(tmp_path: Path, small_mp4: Path) -> No
     m = evaluate(tmp_path, "longvideobench", "longvideobench/lvb_val.json", model)
     assert m["accuracy"] == pytest.approx(100 * 2 / 3, abs=1e-3)
     assert by(m, "duration_group") == {"15": 0.0, "600": 100.0}
+    assert list(m["by"]["duration_group"]) == ["15", "600"]  # numbers by value
 
 
 def test_mlvu_headline_is_unweighted_mean_of_tasks(tmp_path: Path, small_mp4: Path) -> None:

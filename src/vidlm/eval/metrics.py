@@ -38,9 +38,21 @@ def latest_records(items: Sequence[EvalItem], records: Iterable[dict[str, Any]]
     return [last[it.id] for it in items if it.id in last]
 
 
+def _order_key(value: str, known: Sequence[str]) -> tuple[int, float, str]:
+    """Known order first (e.g. short, medium, long), then numbers by value, then text."""
+    if value in known:
+        return (0, float(list(known).index(value)), "")
+    try:
+        return (1, float(value), "")
+    except ValueError:
+        return (2, 0.0, value)
+
+
 def compute_metrics(items: Sequence[EvalItem], records: Iterable[dict[str, Any]], *,
-                    report_by: Sequence[str], headline: str) -> dict[str, Any]:
-    """``items`` define the denominator; ``records`` are prediction rows (see runner)."""
+                    report_by: Sequence[str], headline: str,
+                    order: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """``items`` define the denominator; ``records`` are prediction rows (see runner).
+    ``order``: per category field, the order its values are listed in."""
     recs = latest_records(items, records)
     overall = _group(recs)
     failures_by_kind: dict[str, int] = defaultdict(int)
@@ -52,7 +64,8 @@ def compute_metrics(items: Sequence[EvalItem], records: Iterable[dict[str, Any]]
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in recs:
             groups[str(r.get("categories", {}).get(name, ""))].append(r)
-        by[name] = {value: _group(group) for value, group in sorted(groups.items())}
+        ordered = sorted(groups, key=lambda v, n=name: _order_key(v, (order or {}).get(n, ())))
+        by[name] = {value: _group(groups[value]) for value in ordered}
     answered = overall["n"] - overall["failed"] - overall["no_answer"]
     metrics: dict[str, Any] = {
         "accuracy": overall["accuracy"],

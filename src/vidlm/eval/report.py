@@ -45,10 +45,13 @@ def bar_chart(benchmark: str, metrics: dict[str, Any], field: str | None, path: 
     labels = [v or "(none)" for v in groups] or ["overall"]
     values = [g["accuracy"] or 0.0 for g in groups.values()] or [metrics["accuracy"] or 0.0]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(labels) + 2), 3.6), dpi=100)
-    ax.bar(range(len(labels)), values, color="#4477aa")
+    counts = [g["n"] for g in groups.values()] or [metrics["counts"]["scored"]]
+    bars = ax.bar(range(len(labels)), values, color="#4477aa")
+    ax.bar_label(bars, labels=[f"{v:.1f}\nn={n}" for v, n in zip(values, counts, strict=True)],
+                 fontsize=8)
     ax.axhline(metrics["accuracy"] or 0.0, color="#cc6677", linestyle="--", label="overall")
     ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, ha="right")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 115)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{benchmark}: accuracy by {field}" if groups else f"{benchmark}: accuracy")
     ax.legend(loc="upper right")

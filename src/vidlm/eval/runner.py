@@ -268,7 +268,7 @@ def run_eval(model: Any, settings: EvalSettings) -> EvalResult:
     _answer_all(todo, Decoder(sampling, size), scorer, pred_path, settings)
     rows = read_predictions(pred_path)
     metrics = compute_metrics(items, rows, report_by=benchmark.report_by,
-                              headline=benchmark.headline)
+                              headline=benchmark.headline, order=benchmark.category_order)
     metrics["benchmark"] = settings.benchmark
     metrics["failures"] = _failure_list(items, rows)
     metrics["provenance"] = run_provenance(

@@ -23,6 +23,8 @@ class Benchmark(abc.ABC):
     """One benchmark's file format and reporting conventions.
 
     ``report_by``: category fields shown in the table, first one also in the chart.
+    ``category_order``: the listing order of some fields' values (others: numbers by
+    value, then alphabetical).
     ``headline``: ``"accuracy"`` (over all items) or ``"mean_of_category_accuracies"``
     (unweighted mean over the values of ``report_by[0]``, e.g. MLVU's 7 tasks).
     """
@@ -31,6 +33,7 @@ class Benchmark(abc.ABC):
     template: ClassVar[PromptTemplate]
     report_by: ClassVar[tuple[str, ...]] = ()
     headline: ClassVar[Headline] = "accuracy"
+    category_order: ClassVar[dict[str, tuple[str, ...]]] = {}
     description: ClassVar[str] = ""
 
     @abc.abstractmethod

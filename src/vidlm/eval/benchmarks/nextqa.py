@@ -12,6 +12,7 @@ found in the videos folder or beside the CSV, or by a unique file-name match bel
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
@@ -46,6 +47,8 @@ class NExTQA(Benchmark):
     description = "NExT-QA MC: accuracy overall and by type (causal/temporal/descriptive)"
     template = PromptTemplate("{question}\n{options}")
     report_by = ("type_family", "type")
+    category_order: ClassVar[dict[str, tuple[str, ...]]] = {
+        "type_family": ("causal", "temporal", "descriptive")}
 
     def load(self, annotations: Path, videos: Path) -> list[EvalItem]:
         finder = VideoFinder(videos)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
@@ -52,6 +52,7 @@ class VideoMME(Benchmark):
         "and the subtitles. Respond with only the letter (A, B, C, or D) of the correct option.\n"
         "{question}\n{options}\n\n" + ANSWER_DIRECTLY)
     report_by = ("duration", "domain", "task_type")
+    category_order: ClassVar[dict[str, tuple[str, ...]]] = {"duration": ("short", "medium", "long")}
 
     def load(self, annotations: Path, videos: Path) -> list[EvalItem]:
         finder = VideoFinder(videos)
