@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 _FFMPEG_TIMEOUT = 900
@@ -50,30 +51,34 @@ def ffprobe_stream(path: Path) -> dict:
     return ffprobe_json(path, "-select_streams", "v:0", "-show_streams")["streams"][0]
 
 
+def _stream_clock(path: Path) -> tuple[Fraction, int]:
+    """``(time_base, start_pts)`` of the first video stream."""
+    ref = ffprobe_stream(path)
+    num, den = (int(v) for v in ref["time_base"].split("/"))
+    return Fraction(num, den), int(ref.get("start_pts", 0))
+
+
 def ffprobe_frame_times(path: Path) -> list[float]:
     """Presentation times (seconds from the stream start) of the decoded frames, sorted.
 
-    From ``ffprobe -show_frames``: ``best_effort_timestamp_time`` (what ffmpeg itself
-    uses; it equals ``pts_time`` where a pts exists), minus the stream's ``start_time``.
+    From ``ffprobe -show_frames``: the integer ``best_effort_timestamp`` (what ffmpeg
+    itself uses; it equals ``pts`` where a pts exists) minus the stream's ``start_pts``,
+    times its ``time_base``, so the values are exact rather than printed to 6 digits.
     Frames ffprobe gives no time at all are left out (see :func:`ffprobe_count_frames`).
     """
     data = ffprobe_json(path, "-select_streams", "v:0", "-show_frames",
-                        "-show_entries", "frame=pts_time,best_effort_timestamp_time")
-    start = float(ffprobe_stream(path).get("start_time", 0.0))
-    times = []
-    for frame in data["frames"]:
-        t = frame.get("best_effort_timestamp_time", frame.get("pts_time"))
-        if t not in (None, "N/A"):
-            times.append(float(t) - start)
-    return sorted(times)
+                        "-show_entries", "frame=pts,best_effort_timestamp")
+    tb, start = _stream_clock(path)
+    ticks = [f.get("best_effort_timestamp", f.get("pts")) for f in data["frames"]]
+    return sorted(float((t - start) * tb) for t in ticks if isinstance(t, int))
 
 
 def ffprobe_packet_times(path: Path) -> list[float]:
     """Presentation times of every video packet (no decoding), seconds from the start, sorted."""
-    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pts_time")
-    start = float(ffprobe_stream(path).get("start_time", 0.0))
-    return sorted(float(p["pts_time"]) - start for p in data["packets"]
-                  if p.get("pts_time") not in (None, "N/A"))
+    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pts")
+    tb, start = _stream_clock(path)
+    return sorted(float((p["pts"] - start) * tb) for p in data["packets"]
+                  if isinstance(p.get("pts"), int))
 
 
 def ffprobe_count_frames(path: Path) -> int:
@@ -83,15 +88,19 @@ def ffprobe_count_frames(path: Path) -> int:
     return int(data["streams"][0]["nb_read_frames"])
 
 
-def ffmpeg_frame_rgb(path: Path, time: float, width: int, height: int) -> bytes:
-    """The frame ffmpeg shows at ``time`` seconds (autorotated), as raw RGB24 bytes."""
+def ffmpeg_frame_rgb(path: Path, index: int, width: int, height: int) -> bytes:
+    """Frame ``index`` (presentation order) as ffmpeg decodes it, autorotated, raw RGB24.
+
+    Selected by position (``select=eq(n,index)``), so it is independent of timestamps.
+    """
     proc = subprocess.run(
-        [_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-ss", f"{time}", "-i", str(path),
-         "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        [_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-i", str(path),
+         "-vf", f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "pipe:1"],
         capture_output=True, timeout=120)
     if proc.returncode != 0 or len(proc.stdout) != width * height * 3:
-        raise RuntimeError(f"ffmpeg could not extract a {width}x{height} frame from {path}: "
-                           f"{proc.stderr.decode(errors='replace')}")
+        raise RuntimeError(f"ffmpeg could not extract a {width}x{height} frame {index} from "
+                           f"{path}: {proc.stderr.decode(errors='replace')}")
     return proc.stdout
 
 
@@ -255,7 +264,7 @@ def media_key(*parts: str) -> str:
 
 def ffprobe_keyframe_times(path: Path) -> list[float]:
     """Presentation times of the keyframe packets (flag ``K``), seconds from the start."""
-    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags")
-    start = float(ffprobe_stream(path).get("start_time", 0.0))
-    return sorted(float(p["pts_time"]) - start for p in data["packets"]
-                  if "K" in p.get("flags", "") and p.get("pts_time") not in (None, "N/A"))
+    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pts,flags")
+    tb, start = _stream_clock(path)
+    return sorted(float((p["pts"] - start) * tb) for p in data["packets"]
+                  if "K" in p.get("flags", "") and isinstance(p.get("pts"), int))

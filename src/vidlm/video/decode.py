@@ -117,15 +117,20 @@ class _Decoder:
 
 def decode_selected(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                     index: FrameIndex, wanted: np.ndarray, report: DecodeReport, *,
-                    keyframes_only: bool = False,
-                    seek_gap: float = DEFAULT_SEEK_GAP) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Yield ``(frame index, frame)`` for each wanted index (sorted, unique), in order."""
+                    keyframes_only: bool = False, seek_gap: float = DEFAULT_SEEK_GAP,
+                    packet_budget: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield ``(frame index, frame)`` for each wanted index (sorted, unique), in order.
+
+    ``packet_budget``: most packets to demux in total (default: three times the
+    stream's, enough for every seek), so no damaged file can keep the loop going.
+    """
     targets = nearest_keyframes(index, wanted) if keyframes_only else np.asarray(wanted, np.int64)
     report.requested = len(targets)
     if len(targets) == 0:
         return
     times = index.times
-    decoder = _Decoder(container, stream, report, budget=3 * len(index) + 1024,
+    budget = packet_budget if packet_budget is not None else 3 * len(index) + 1024
+    decoder = _Decoder(container, stream, report, budget=budget,
                        keyframes_only=keyframes_only)
     j, pos = 0, -1  # next target; index of the last frame decoded (-1: at the file start)
     retries = 0
