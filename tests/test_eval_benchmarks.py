@@ -144,6 +144,14 @@ def test_unreadable_annotation_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing field 'videoID'"):
         broken.write_text(json.dumps([{"question": "q"}]))
         get_benchmark("videomme").load(broken, tmp_path)
+    record = {"videoID": "v", "duration": "short", "question": "q", "answer": "E",
+              "options": ["A. a", "B. b", "C. c", "D. d"]}
+    broken.write_text(json.dumps([record]))
+    with pytest.raises(DataError, match=r"record 0: .*gold 'E' is not one of ABCD"):
+        get_benchmark("videomme").load(broken, tmp_path)
+    broken.write_text(json.dumps([{**record, "options": "A. a"}]))
+    with pytest.raises(DataError, match="record 0: options must be a list of strings"):
+        get_benchmark("videomme").load(broken, tmp_path)
 
 
 def test_template_override_and_unknown_field() -> None:

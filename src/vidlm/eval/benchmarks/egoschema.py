@@ -13,7 +13,14 @@ from pathlib import Path
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, read_json, read_records
+from vidlm.eval.benchmarks.files import (
+    VideoFinder,
+    as_int,
+    field,
+    make_item,
+    read_json,
+    read_records,
+)
 from vidlm.eval.items import LETTERS, EvalItem
 from vidlm.eval.prompts import ANSWER_DIRECTLY, PromptTemplate
 
@@ -45,7 +52,7 @@ class EgoSchema(Benchmark):
             correct = as_int(answers[uid], f"{answers_file}: {uid}")
             if not 0 <= correct < len(options):
                 raise DataError(f"{answers_file}: {uid}: answer {correct} is not an option index")
-            items.append(EvalItem(id=uid, video=finder.find(f"{uid}.mp4"),
+            items.append(make_item(where, id=uid, video=finder.find(f"{uid}.mp4"),
                                   question=str(field(rec, "question", where)),
                                   options=options, gold=LETTERS[correct]))
         if not items:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vidlm.errors import DataError
+from vidlm.eval.items import EvalItem
 
 VIDEO_SUFFIXES = (".mp4", ".MP4", ".mkv", ".webm", ".avi", ".mov")
 
@@ -58,6 +59,17 @@ def field(record: dict[str, Any], name: str, where: str) -> Any:
     if name not in record or record[name] is None:
         raise DataError(f"{where}: missing field {name!r}")
     return record[name]
+
+
+def make_item(where: str, **fields: Any) -> EvalItem:
+    """An :class:`EvalItem`, with an invalid one (e.g. gold not an option) as a DataError."""
+    options = fields.get("options")
+    if not isinstance(options, tuple) or not all(isinstance(o, str) for o in options):
+        raise DataError(f"{where}: options must be a list of strings")
+    try:
+        return EvalItem(**fields)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from exc
 
 
 def as_int(value: Any, where: str) -> int:

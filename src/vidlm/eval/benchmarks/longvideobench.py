@@ -13,7 +13,7 @@ from typing import Any
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, read_records
+from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, make_item, read_records
 from vidlm.eval.items import LETTERS, EvalItem
 from vidlm.eval.prompts import ANSWER_DIRECTLY, PromptTemplate
 
@@ -46,7 +46,8 @@ class LongVideoBench(Benchmark):
             correct = as_int(field(rec, "correct_choice", where), where)
             if correct not in kept:
                 raise DataError(f"{where}: correct_choice {correct} is not a real option")
-            items.append(EvalItem(
+            items.append(make_item(
+                where,
                 id=str(rec.get("id", n)),
                 video=finder.find(str(field(rec, "video_path", where))),
                 question=str(field(rec, "question", where)),

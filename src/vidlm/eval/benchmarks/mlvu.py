@@ -15,7 +15,7 @@ from typing import Any
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, field, read_records, task_files
+from vidlm.eval.benchmarks.files import VideoFinder, field, make_item, read_records, task_files
 from vidlm.eval.items import LETTERS, EvalItem
 from vidlm.eval.prompts import PromptTemplate
 
@@ -74,7 +74,8 @@ class MLVU(Benchmark):
                 if "candidates" in rec:  # GitHub form: embed the options as lmms-eval shows them
                     lines = [f"({LETTERS[i]}) {o}" for i, o in enumerate(options)]
                     question = "\n".join([question, *lines])
-                items.append(EvalItem(
+                items.append(make_item(
+                where,
                     id=str(rec.get("question_id", f"{path.stem}/{n}")),
                     video=finder.find(name, f"{path.stem}/{name}"),
                     question=stem, options=options, gold=gold,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, field, read_records, task_files
+from vidlm.eval.benchmarks.files import VideoFinder, field, make_item, read_records, task_files
 from vidlm.eval.items import LETTERS, EvalItem
 from vidlm.eval.prompts import PromptTemplate
 
@@ -63,7 +63,8 @@ class MVBench(Benchmark):
                     raise DataError(f"{where}: answer {answer!r} is not among the candidates")
                 video = str(field(rec, "video", where))
                 folder = VIDEO_FOLDERS.get(task, task)
-                items.append(EvalItem(
+                items.append(make_item(
+                where,
                     id=f"{task}/{n}",
                     video=finder.find(f"{folder}/{video}", f"{task}/{video}", video),
                     question=str(field(rec, "question", where)),

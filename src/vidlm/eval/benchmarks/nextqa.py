@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, read_csv, read_json
+from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, make_item, read_csv, read_json
 from vidlm.eval.items import LETTERS, EvalItem
 from vidlm.eval.prompts import PromptTemplate
 
@@ -63,7 +63,8 @@ class NExTQA(Benchmark):
                 raise DataError(f"{where}: answer {answer} is not an option index")
             code = str(field(row, "type", where)).strip()
             candidates = [f"{mapping[video]}.mp4"] if video in mapping else []
-            items.append(EvalItem(
+            items.append(make_item(
+                where,
                 id=f"{video}_{field(row, 'qid', where)}",
                 video=finder.find(*candidates, f"{video}.mp4"),
                 question=str(field(row, "question", where)).strip(),

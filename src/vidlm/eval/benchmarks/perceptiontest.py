@@ -14,7 +14,7 @@ from typing import Any
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, read_json
+from vidlm.eval.benchmarks.files import VideoFinder, as_int, field, make_item, read_json
 from vidlm.eval.items import LETTERS, EvalItem
 from vidlm.eval.prompts import ANSWER_DIRECTLY, PromptTemplate
 
@@ -51,7 +51,8 @@ class PerceptionTest(Benchmark):
             answer = as_int(field(rec, "answer_id", where), where)
             if not 0 <= answer < len(options):
                 raise DataError(f"{where}: answer_id {answer} is not an option index")
-            items.append(EvalItem(
+            items.append(make_item(
+                where,
                 id=f"{video}/{rec.get('id', rec.get('question_id', n))}",
                 video=finder.find(f"{video}.mp4"),
                 question=str(field(rec, "question", where)),

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from vidlm.errors import DataError
 from vidlm.eval.benchmarks.base import Benchmark, register_benchmark
-from vidlm.eval.benchmarks.files import VideoFinder, field, read_records
+from vidlm.eval.benchmarks.files import VideoFinder, field, make_item, read_records
 from vidlm.eval.items import EvalItem
 from vidlm.eval.prompts import ANSWER_DIRECTLY, PromptTemplate
 
@@ -61,10 +61,13 @@ class VideoMME(Benchmark):
             where = f"{annotations}: record {n}"
             video_id = str(field(rec, "videoID", where))
             raw_options = field(rec, "options", where)
+            if not (isinstance(raw_options, list) and all(isinstance(o, str) for o in raw_options)):
+                raise DataError(f"{where}: options must be a list of strings")
             letters = "ABCDEFGH"[: len(raw_options)]
             options = tuple(strip_letter(o, lt, where) for o, lt in zip(raw_options, letters,
                                                                         strict=True))
-            items.append(EvalItem(
+            items.append(make_item(
+                where,
                 id=str(rec.get("question_id", f"{video_id}-{n}")),
                 video=finder.find(f"{video_id}.mp4"),
                 question=str(field(rec, "question", where)),
