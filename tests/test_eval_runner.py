@@ -187,3 +187,20 @@ def test_resume_skips_finished_items_and_retries_failures(tmp_path: Path, small_
     with pytest.raises(ConfigError, match="different settings"):
         evaluate(tmp_path, "videomme", "videomme/videomme.json", ScriptedModel(script),
                  rule="lmms_eval_ranked")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--max-frames", "8"], "--max-frames goes with --fps"),
+    (["--fps", "0"], "--fps must be > 0"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--prompt-template", "{question} {gold}"], "unknown field(s) ['gold']"),
+])
+def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: Any, extra: list[str],
+                                            message: str) -> None:
+    from vidlm.cli import main
+
+    code = main(["eval", "--benchmark", "nextqa", "--annotations",
+                 str(FIXTURES / "nextqa/val.csv"), "--videos", str(tmp_path),
+                 "--model", str(tmp_path / "no-model"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and message in err and "\n" not in err

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     template = template_from_args(args, benchmark.template)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     model = vidlm.load(args.model, connector=args.connector, sampling=sampling,
                        dtype=args.dtype, device=args.device)
     model_path = Path(args.model)
