@@ -151,7 +151,7 @@ def test_cli_switches_connector_by_override(small_mp4: Path,
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--connector", "perceiver"], "unknown connector or preset 'perceiver'"),
+    (["--connector", "qformer"], "unknown connector or preset 'qformer'"),
     (["--set", "connector.slow_pool=median"], "slow_pool must be one of"),
     (["--set", "sampling.fps=2"], "--set takes connector.FIELD=VALUE"),
     (["--max-frames", "8"], "--max-frames applies to fps sampling"),

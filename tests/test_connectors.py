@@ -14,6 +14,7 @@ from vidlm.model.config import VideoLMConfig
 from vidlm.model.connectors import (
     MLP2xGeluConfig,
     MLP2xGeluConnector,
+    PerceiverConfig,
     SlowFastConfig,
     SlowFastConnector,
     TemporalPoolConfig,
@@ -38,6 +39,9 @@ VARIANTS = [
     SlowFastConfig(slow_frames=3, slow_pool="avg2d", fast_grid=(2, 3), separator=True),
     SlowFastConfig(slow_frames=2, slow_pool="max1d", slow_kernel=3, pool_after_projection=False),
     SlowFastConfig(slow_frames=4, slow_pool="none", fast_grid=(1, 1)),
+    PerceiverConfig(num_latents=5, depth=1, heads=2, head_dim=4, max_frames=16),
+    PerceiverConfig(num_latents=3, depth=2, heads=1, head_dim=8, max_frames=12, per_frame=True,
+                    pool_after_projection=True),
 ]
 SHAPES = [(1, (4, 4)), (5, (4, 4)), (8, (6, 6)), (7, (4, 6)), (12, (3, 5))]
 
@@ -49,7 +53,7 @@ def features(b: int, t: int, grid: tuple[int, int], has_cls: bool, dim: int = D,
 
 
 def test_every_registered_connector_is_covered() -> None:
-    assert available_connectors() == ["mlp2x_gelu", "slowfast", "temporal_pool"]
+    assert available_connectors() == ["mlp2x_gelu", "perceiver", "slowfast", "temporal_pool"]
     assert {c.name for c in VARIANTS} == set(available_connectors())
 
 
@@ -283,6 +287,46 @@ def test_mlp_from_projector_shares_parameters() -> None:
     assert twin.linear_1.weight is base.linear_1.weight
 
 
+# ---- the Perceiver resampler ------------------------------------------------------------------
+
+
+def test_perceiver_emits_a_fixed_number_of_latents() -> None:
+    cfg = PerceiverConfig(num_latents=4, depth=1, heads=2, head_dim=4, max_frames=8)
+    conn = build_connector(cfg, vision_dim=D, lm_dim=D_LM)
+    for t in (1, 3, 8):
+        assert conn(features(2, t, (2, 2), has_cls=False)).shape == (2, 4, D_LM)
+    with pytest.raises(ConfigError, match="exceed max_frames=8"):
+        cfg.num_tokens(9, (2, 2))
+    with pytest.raises(ValueError, match="max_frames=8"):
+        conn(features(1, 9, (2, 2), has_cls=False))
+
+
+def test_perceiver_sees_frame_order_and_learns() -> None:
+    torch.manual_seed(10)
+    conn = build_connector(PerceiverConfig(num_latents=3, depth=1, heads=2, head_dim=4,
+                                           max_frames=4), vision_dim=D, lm_dim=D_LM)
+    x = features(1, 4, (2, 2), has_cls=False)
+    with torch.no_grad():
+        assert not torch.allclose(conn(x), conn(x.flip(1)))  # time embedding breaks symmetry
+    conn(x).pow(2).sum().backward()
+    assert conn.latents.grad.abs().sum() > 0 and conn.time_embedding.grad.abs().sum() > 0
+
+
+def test_perceiver_per_frame_reads_each_frame_alone() -> None:
+    torch.manual_seed(11)
+    cfg = PerceiverConfig(num_latents=2, depth=1, heads=1, head_dim=4, max_frames=4,
+                          per_frame=True)
+    conn = build_connector(cfg, vision_dim=D, lm_dim=D_LM)
+    x = features(1, 3, (2, 2), has_cls=False)
+    y = x.clone()
+    y[:, 2] = 0.0  # change only the last frame
+    with torch.no_grad():
+        a, b = conn(x), conn(y)
+    assert a.shape == (1, 6, D_LM)
+    torch.testing.assert_close(a[:, :4], b[:, :4])  # frames 0 and 1's latents are unchanged
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+
+
 # ---- determinism and configs -----------------------------------------------------------------
 
 
@@ -308,8 +352,8 @@ def test_config_json_round_trip(config) -> None:
 
 
 def test_unknown_connector_and_fields_list_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown connector 'perceiver'.*'mlp2x_gelu'"):
-        connector_config_from_dict({"name": "perceiver"}, where="cfg.connector")
+    with pytest.raises(ConfigError, match=r"unknown connector 'qformer'.*'mlp2x_gelu'"):
+        connector_config_from_dict({"name": "qformer"}, where="cfg.connector")
     with pytest.raises(ConfigError,
                        match=r"cfg.connector: unknown field\(s\) \['slow'\].*slow_frames"):
         connector_config_from_dict({"name": "slowfast", "slow": 3}, where="cfg.connector")

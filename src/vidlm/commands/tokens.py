@@ -25,8 +25,9 @@ GRID_THUMB = 160  # short side, in pixels, of each frame in the PNG grid
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="video file, image, or folder of frames")
     parser.add_argument("--connector", default="slowfast",
-                        help="connector name (mlp2x_gelu, temporal_pool, slowfast) or preset "
-                             "(slowfast_llava_2024, slowfast_llava_1_5); default: slowfast")
+                        help="connector name (mlp2x_gelu, temporal_pool, slowfast, perceiver) "
+                             "or preset (slowfast_llava_2024, slowfast_llava_1_5); "
+                             "default: slowfast")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--fps", type=float, help="sample F frames per second (with --max-frames)")
     how.add_argument("--num-frames", type=int, help="sample N uniform frames")

@@ -2,7 +2,8 @@
 
 Importing this package registers the built-in connectors (one module each):
 ``mlp2x_gelu`` (LLaVA-1.5's projector), ``temporal_pool`` (Video-LLaVA-style
-pooling over time) and ``slowfast`` (the SlowFast two-stream design). See
+pooling over time), ``slowfast`` (the SlowFast two-stream design) and ``perceiver``
+(a Flamingo-style Perceiver resampler). See
 :mod:`vidlm.model.connectors.base` for the interface and ``docs/connectors.md``.
 """
 
@@ -19,6 +20,7 @@ from vidlm.model.connectors.base import (
     register_connector,
 )
 from vidlm.model.connectors.mlp2x_gelu import MLP2xGeluConfig, MLP2xGeluConnector
+from vidlm.model.connectors.perceiver import PerceiverConfig, PerceiverConnector
 from vidlm.model.connectors.presets import (
     ConnectorPreset,
     available_presets,
@@ -36,6 +38,8 @@ __all__ = [
     "MLP2xGeluConfig",
     "MLP2xGeluConnector",
     "PathwayPlan",
+    "PerceiverConfig",
+    "PerceiverConnector",
     "PooledConnector",
     "PooledConnectorConfig",
     "SlowFastConfig",
