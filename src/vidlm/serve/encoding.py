@@ -95,7 +95,12 @@ class CachedEncoder:
         return self.cache.key(path, self.sampling_for(sampling), tower, connector)
 
     def lookup(self, path: str | Path, sampling: SamplingConfig | None) -> VisualTokens | None:
-        """The cached tokens of ``path`` under ``sampling``, or ``None``."""
+        """The cached tokens of ``path`` under ``sampling``, or ``None``.
+
+        A path that is not a readable file is a miss, so the decoder reports it properly.
+        """
+        if self.cache is None or not Path(path).is_file():
+            return None
         key = self.cache_key(path, sampling)
         if key is None or self.cache is None:
             return None
