@@ -610,3 +610,85 @@ def test_llava_image_end_to_end_with_transformers_processor(tmp_path: Path,
         want = hf(**hf_inputs).logits
         got = model(inputs["input_ids"], visual_tokens=inputs["visual_tokens"]).logits
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+# ---- LLaVA-OneVision images on the anyres path --------------------------------------------
+
+ANYRES_PINPOINTS = [[56, 56], [56, 112], [112, 56], [112, 112]]
+
+
+@pytest.mark.parametrize(("height", "width", "aspect"), [
+    (30, 100, "anyres_max_9"),  # wide: 1x2 tiles, padding rows cut off
+    (100, 30, "anyres_max_9"),  # tall: 2x1 tiles, padding columns cut off
+    (90, 100, "anyres_max_1"),  # 2x2 tiles, map shrunk by bilinear interpolation
+    (56, 56, "anyres_max_9"),  # one tile, no resizing anywhere
+])
+def test_onevision_anyres_image_parity(tmp_path: Path, bikes_mp4: Path, height: int, width: int,
+                                       aspect: str) -> None:
+    """A real frame as an image of ``height x width``: vidlm's anyres tiles, token count and
+    logits equal LlavaOnevisionImageProcessor + LlavaOnevisionForConditionalGeneration."""
+    import av
+    import numpy as np
+    from PIL import Image
+    from transformers import LlavaOnevisionImageProcessor
+
+    from vidlm.model.hf_interop import encode_anyres_image
+
+    with av.open(str(bikes_mp4)) as container:
+        frame = next(container.decode(video=0)).to_image()
+    image = np.asarray(frame.resize((width, height), Image.Resampling.BICUBIC))
+
+    tok = tiny_tokenizer()
+    image_id, video_id = tok.convert_tokens_to_ids(["<image>", "<video>"])
+    cfg = LlavaOnevisionConfig(vision_config=_siglip(56, 8).to_dict(),
+                               text_config=_text("qwen2", len(tok)).to_dict(),
+                               image_token_index=image_id, video_token_index=video_id,
+                               vision_feature_layer=-1, vision_feature_select_strategy="full",
+                               image_grid_pinpoints=ANYRES_PINPOINTS, vision_aspect_ratio=aspect)
+    hf = LlavaOnevisionForConditionalGeneration(cfg).eval()
+    _spread_weights(hf, seed=22)
+    _save(hf, tok, tmp_path)
+    processor = LlavaOnevisionImageProcessor(size={"height": 56, "width": 56},
+                                             image_grid_pinpoints=ANYRES_PINPOINTS)
+    processor.save_pretrained(tmp_path)
+    hf_inputs = processor(images=[image], return_tensors="pt")
+
+    model = load_hf_checkpoint(tmp_path)
+    visual = encode_anyres_image(model, image)
+    count = model.config.connector.image_num_tokens((height, width), (7, 7), tile=56)
+    assert visual.kind == "image" and visual.num_tokens == count
+    views = hf_inputs["pixel_values"][0]  # (P, 3, 56, 56): base view, then tiles
+    from vidlm.model.connectors.onevision_anyres import anyres_tiles
+
+    ours = model.preprocess(anyres_tiles(image, pinpoints=ANYRES_PINPOINTS, tile=56))
+    assert ours.shape == views.shape
+    torch.testing.assert_close(ours, views, atol=1e-6, rtol=0)
+
+    ids = _prompt(image_id, [count])  # transformers checks the count against its features
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values=hf_inputs["pixel_values"],
+                  image_sizes=hf_inputs["image_sizes"]).logits
+        got = model(ids.masked_fill(ids == image_id, model.placeholder_id),
+                    visual_tokens=[visual.tokens]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_anyres_count_matches_transformers_processor_at_real_size() -> None:
+    """Real LLaVA-OneVision geometry (SigLIP 384 px, 27x27, its 36 pinpoints, anyres_max_9):
+    vidlm's pure count equals the prompt length transformers' processor computes."""
+    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor
+
+    from vidlm.model.connectors.onevision import OneVisionConfig
+
+    default = LlavaOnevisionConfig()
+    cfg = OneVisionConfig(image_grid_pinpoints=default.image_grid_pinpoints, image_max_tiles=9)
+    # The processor's own counting code; built without __init__, which would need a video
+    # processor (torchvision) that this counting does not use.
+    processor = LlavaOnevisionProcessor.__new__(LlavaOnevisionProcessor)
+    processor.image_processor = LlavaOnevisionImageProcessor()
+    processor.num_image_tokens = 27 * 27
+    processor.vision_aspect_ratio = "anyres_max_9"
+    for height, width in [(480, 640), (1080, 1920), (384, 384), (2000, 300), (100, 3000)]:
+        want = processor._get_number_of_features(height, width, 384, 384)
+        assert cfg.image_num_tokens((height, width), (27, 27), tile=384) == want
+    assert cfg.num_tokens(32, (27, 27)) == 32 * 14 * 14 + 1  # the video path: 6,273

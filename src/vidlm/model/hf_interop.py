@@ -34,11 +34,13 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from vidlm.errors import ConfigError, ModelNotFoundError
@@ -60,7 +62,8 @@ from vidlm.model.connectors import (
     get_preset,
 )
 from vidlm.model.connectors.llava_next_video import NextVideoConfig
-from vidlm.model.connectors.onevision import OneVisionConfig
+from vidlm.model.connectors.onevision import OneVisionConfig, OneVisionConnector
+from vidlm.model.connectors.onevision_anyres import anyres_tiles
 from vidlm.model.language_model import DTYPES, not_found_message
 from vidlm.model.vision_tower import VisionTower
 
@@ -382,10 +385,26 @@ def native_connector_config(fmt: HFFormat, hf_config: Any) -> ConnectorConfig:
         return MLP2xGeluConfig(hidden_act=act, bias=bias)
     if fmt.model_type == "llava_onevision":
         return OneVisionConfig(projector_act=act, projector_bias=bias, pool_factor=2,
-                               newline=True)
+                               newline=True, **anyres_options(hf_config))
     return NextVideoConfig(projector_act=act, projector_bias=bias,
                            pool_mode=hf_config.spatial_pool_mode,
                            pool_stride=int(hf_config.spatial_pool_stride))
+
+
+def anyres_options(hf_config: Any) -> dict[str, Any]:
+    """OneVision's anyres image settings (``image_grid_pinpoints``, ``anyres_max_N``).
+
+    Empty when the checkpoint's ``vision_aspect_ratio`` is not ``anyres_max_N``: then
+    images take the video path only.
+    """
+    match = re.fullmatch(r"anyres_max_(\d+)", str(getattr(hf_config, "vision_aspect_ratio", "")))
+    pinpoints = getattr(hf_config, "image_grid_pinpoints", None)
+    if not match or not pinpoints:
+        log.info("vision_aspect_ratio %r: the anyres image path is not available",
+                 getattr(hf_config, "vision_aspect_ratio", None))
+        return {}
+    return {"image_grid_pinpoints": tuple((int(h), int(w)) for h, w in pinpoints),
+            "image_max_tiles": int(match.group(1))}
 
 
 def projector_options(hf_config: Any) -> tuple[str, bool]:
@@ -473,6 +492,39 @@ def _load_exact(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # shape mismatch
         raise UnsupportedCheckpointError(f"{where}: the {what} weights do not fit: {exc}") from exc
+
+
+# ---- LLaVA-OneVision images on their own (anyres) path ------------------------------------
+
+
+def encode_anyres_image(model: Any, image: str | Path | np.ndarray) -> Any:
+    """One image -> :class:`VisualTokens` through LLaVA-OneVision's anyres image path.
+
+    ``image``: a path (read at full resolution) or uint8 ``(H, W, 3)``. The result goes to
+    ``model.chat(..., videos=[tokens])`` / ``build_inputs`` like any encoded input. Plain
+    ``model.ask(image, ...)`` treats an image as a one-frame video instead.
+    """
+    from vidlm.model.videolm import VisualTokens
+
+    connector = model.connector
+    if not isinstance(connector, OneVisionConnector) or not connector.config.image_grid_pinpoints:
+        raise ConfigError("the anyres image path needs a LLaVA-OneVision checkpoint loaded with "
+                          "its own connector (onevision with image_grid_pinpoints)")
+    frames = None
+    source = None
+    if isinstance(image, (str, Path)):
+        frames = model.read_video(image, SamplingConfig(mode="uniform", num_frames=1))
+        pixels_u8, source = frames.frames[0], str(image)
+    else:
+        pixels_u8 = np.asarray(image)
+    tile = int(model.vision_tower.config.image_size)
+    views = anyres_tiles(pixels_u8, pinpoints=connector.config.image_grid_pinpoints, tile=tile)
+    param = next(connector.parameters())
+    with torch.no_grad():
+        features = model.encode_frames(model.preprocess(views)).to(param.dtype)  # (P, N, D)
+        size = (int(pixels_u8.shape[0]), int(pixels_u8.shape[1]))
+        tokens = connector.image_tokens(features, size, grid=model.vision_tower.grid, tile=tile)
+    return VisualTokens(tokens=tokens, num_frames=1, frames=frames, kind="image", source=source)
 
 
 # ---- tokens, preprocessing, sampling ------------------------------------------------------
