@@ -204,3 +204,29 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: Any, extra:
                  "--model", str(tmp_path / "no-model"), *extra])
     err = capsys.readouterr().err.strip()
     assert code == 1 and message in err and "\n" not in err
+
+
+def test_model_description_hashes_checkpoint_and_external_gguf(tmp_path: Path) -> None:
+    import hashlib
+
+    from vidlm.eval.provenance import checkpoint_hash, model_description
+    from vidlm.model.config import LanguageModelConfig, VideoLMConfig
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"weights")
+    (ckpt / "vidlm_config.json").write_text("{}")
+    lm_dir = tmp_path / "lm"
+    lm_dir.mkdir()
+    (lm_dir / "m.gguf").write_bytes(b"gguf bytes")
+
+    class WithConfig:
+        config = VideoLMConfig(language_model=LanguageModelConfig(
+            name_or_path=str(lm_dir), gguf_file="m.gguf"))
+
+    desc = model_description(WithConfig(), "my-model", ckpt)
+    assert desc["language_model_sha256"] == hashlib.sha256(b"gguf bytes").hexdigest()
+    assert desc["checkpoint_sha256"] == checkpoint_hash(ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"other weights")
+    assert checkpoint_hash(ckpt) != desc["checkpoint_sha256"]  # any weight change shows
+    assert desc["resolution"]["image_size"] == 336 and desc["id"] == "my-model"

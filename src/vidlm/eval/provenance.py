@@ -71,6 +71,7 @@ def model_description(model: Any, model_id: str, checkpoint: str | Path | None) 
     return {
         "id": model_id,
         "checkpoint_sha256": checkpoint_hash(checkpoint),
+        "language_model_sha256": _language_model_hash(lm, checkpoint),
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "connector": _as_dict(getattr(config, "connector", None)),
         "language_model": _as_dict(lm),
@@ -78,6 +79,18 @@ def model_description(model: Any, model_id: str, checkpoint: str | Path | None) 
             "image_size": vision.image_size, "resize": vision.resize,
             "vision_tower": vision.name_or_path},
     }
+
+
+def _language_model_hash(lm: Any, checkpoint: str | Path | None) -> str | None:
+    """The LM's own hash when it lives outside the checkpoint (a local folder or GGUF)."""
+    source = getattr(lm, "name_or_path", None)
+    if not source or not Path(source).exists():
+        return None
+    path = Path(source)
+    if checkpoint is not None and path.resolve() == Path(checkpoint).resolve():
+        return None
+    gguf = getattr(lm, "gguf_file", None)
+    return checkpoint_hash(path / gguf if gguf and path.is_dir() else path)
 
 
 def now_utc() -> str:
