@@ -230,3 +230,20 @@ def test_model_description_hashes_checkpoint_and_external_gguf(tmp_path: Path) -
     (ckpt / "model.safetensors").write_bytes(b"other weights")
     assert checkpoint_hash(ckpt) != desc["checkpoint_sha256"]  # any weight change shows
     assert desc["resolution"]["image_size"] == 336 and desc["id"] == "my-model"
+
+
+def test_cli_frame_options_become_sampling_configs() -> None:
+    import argparse
+
+    from vidlm.commands.eval import register, sampling_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser)
+    base = ["--benchmark", "mlvu", "--annotations", "a", "--videos", "v", "--model", "m"]
+    assert sampling_from_args(parser.parse_args([*base, "--fps", "2", "--max-frames", "3"])) == \
+        SamplingConfig(mode="fps", fps=2.0, max_frames=3)
+    assert sampling_from_args(parser.parse_args([*base, "--num-frames", "8"])) == \
+        SamplingConfig(mode="uniform", num_frames=8)
+    assert sampling_from_args(parser.parse_args(base)) is None  # the model's own config
+    with pytest.raises(SystemExit):  # argparse: mutually exclusive
+        parser.parse_args([*base, "--fps", "1", "--num-frames", "8"])
