@@ -90,7 +90,10 @@ def test_save_without_language_model_references_it(model: VideoLM, tmp_path: Pat
     torch.testing.assert_close(_logits(loaded, frames), _logits(model, frames), rtol=0, atol=0)
 
 
-def test_save_without_lm_needs_a_resolvable_reference(model: VideoLM, tmp_path: Path) -> None:
+def test_save_without_lm_needs_a_resolvable_reference(model: VideoLM, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ConfigError, match="cannot save without the language model"):
         model.save_pretrained(tmp_path, include_language_model=False)
 

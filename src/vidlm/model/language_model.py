@@ -51,9 +51,10 @@ def cache_dir() -> Path:
 
 
 def resolve_source(name_or_path: str, *, what: str = "language model") -> str:
-    """A local folder for ``name_or_path``, or the hub id itself when it is cached.
+    """A local folder for ``name_or_path``, or the hub id itself (cached, or online).
 
-    Raises :class:`ModelNotFoundError` (one sentence, with how to get it) otherwise.
+    Raises :class:`ModelNotFoundError` (one sentence, with how to get it) when it is
+    neither local, nor cached, nor downloadable because the hub is switched off.
     """
     if name_or_path.startswith(PACKAGE_PREFIX):
         package = name_or_path[len(PACKAGE_PREFIX):]
@@ -66,9 +67,15 @@ def resolve_source(name_or_path: str, *, what: str = "language model") -> str:
     path = Path(name_or_path).expanduser()
     if path.exists():
         return str(path)
-    if _looks_like_hub_id(name_or_path) and _hub_cached(name_or_path):
-        return name_or_path
+    if _looks_like_hub_id(name_or_path) and (_hub_cached(name_or_path) or not hub_offline()):
+        return name_or_path  # transformers takes it from the cache or downloads it
     raise ModelNotFoundError(not_found_message(name_or_path, what=what))
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` forbids downloads."""
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
 
 
 def not_found_message(name: str, *, what: str) -> str:
@@ -113,8 +120,12 @@ def load_language_model(config: LanguageModelConfig, *, device: str | torch.devi
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    except OSError as exc:
-        raise ModelNotFoundError(f"{config.name_or_path}: cannot load a causal LM: {exc}") from exc
+    except (OSError, ValueError) as exc:  # missing files, repos, network; unknown configs
+        if Path(source).exists():
+            raise ModelNotFoundError(f"{source}: no loadable causal language model there "
+                                     f"({str(exc).splitlines()[0]})") from exc
+        raise ModelNotFoundError(not_found_message(config.name_or_path,
+                                                   what="language model")) from exc
     if device is not None:
         model.to(device)
     model.eval()

@@ -1,10 +1,11 @@
 """``vidlm.load``: one entry point for vidlm checkpoints and public ``transformers`` ones.
 
 * A folder with ``vidlm_config.json`` -> :meth:`VideoLM.from_pretrained`.
-* Anything else (a llava-hf folder, or a hub id in the local cache) ->
-  :func:`vidlm.model.hf_interop.load_hf_checkpoint`.
-* A hub id that is neither local nor cached -> :class:`ModelNotFoundError`, one sentence
-  naming the id and how to fetch it on a connected machine (nothing is downloaded).
+* Anything else (a llava-hf folder) -> :func:`vidlm.model.hf_interop.load_hf_checkpoint`.
+* A hub id is taken from the local Hugging Face cache, else downloaded (configs and
+  safetensors only) unless offline; then it is one of the two above. When it is
+  neither local nor downloadable: :class:`ModelNotFoundError`, one sentence naming the
+  id and how to fetch it on a connected machine.
 
 Load-time changes, training-free: ``connector=`` switches the connector (a registered
 name, a preset name such as ``slowfast_llava_2024`` which also sets the sampling, a
@@ -22,23 +23,27 @@ import torch
 
 from vidlm.errors import ConfigError
 from vidlm.model.config import SamplingConfig, VideoLMConfig
-from vidlm.model.language_model import resolve_source
+from vidlm.model.language_model import PACKAGE_PREFIX, resolve_source
 
 
 def load(name_or_path: str | Path, *, connector: Any = None, sampling: Any = None,
          overrides: list[str] | tuple[str, ...] = (), dtype: str | None = None,
          device: str | torch.device | None = None, **kwargs: Any) -> Any:
     """A ready :class:`~vidlm.model.videolm.VideoLM` for ``name_or_path`` (see module doc)."""
+    from vidlm.model import hf_interop
     from vidlm.model.checkpoint import is_vidlm_checkpoint, load_videolm
 
-    source = resolve_source(str(name_or_path), what="model")
+    name = str(name_or_path)
+    if name.startswith(PACKAGE_PREFIX) or Path(name).expanduser().exists():
+        source = resolve_source(name, what="model")
+    else:  # a hub id: the local cache, else a download (unless offline)
+        source = str(hf_interop.resolve_checkpoint(name))
     if Path(source).is_dir() and is_vidlm_checkpoint(source):
         if kwargs:
             raise ConfigError(f"unknown load option(s) {sorted(kwargs)} for a vidlm checkpoint")
         config = configure(VideoLMConfig.load(source), connector=connector, sampling=sampling,
                            overrides=overrides)
         return load_videolm(source, config=config, dtype=dtype, device=device)
-    from vidlm.model import hf_interop
 
     return hf_interop.load_hf_checkpoint(source, connector=connector, sampling=sampling,
                                          overrides=list(overrides), dtype=dtype, device=device,
@@ -94,3 +99,25 @@ def sampling_from_option(option: Any) -> SamplingConfig:
     if isinstance(option, dict):
         return from_dict(SamplingConfig, option, where="sampling")
     raise ConfigError(f"sampling must be a SamplingConfig or a dict, got {type(option).__name__}")
+
+
+def build_videolm(config: VideoLMConfig, *, dtype: str | None = None,
+                  device: str | torch.device | None = None) -> Any:
+    """A new model from its parts' sources: the pretrained vision tower named by
+    ``config.vision_tower.name_or_path``, the pretrained LM of ``config.language_model``,
+    and a freshly initialised connector (the start of stage-1 training)."""
+    from vidlm.model.language_model import load_language_model, torch_dtype
+    from vidlm.model.videolm import VideoLM
+    from vidlm.model.vision_tower import VisionTower
+
+    config = copy.deepcopy(config)
+    if dtype is not None:
+        config.language_model.dtype = dtype
+    torch_type = torch_dtype(config.language_model.dtype)
+    tower = VisionTower.from_pretrained(config.vision_tower, dtype=torch_type)
+    language_model, tokenizer = load_language_model(config.language_model)
+    model = VideoLM.from_parts(config, vision_encoder=tower.encoder,
+                               language_model=language_model, tokenizer=tokenizer)
+    if device is not None:
+        model.to(device)
+    return model.eval()

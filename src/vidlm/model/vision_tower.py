@@ -60,11 +60,17 @@ class VisionTower(nn.Module):
         """Load ``config.name_or_path`` (a local folder or a cached hub id), never remote code."""
         from transformers import AutoModel
 
+        from vidlm.model.language_model import not_found_message, resolve_source
+
+        source = resolve_source(config.name_or_path, what="vision tower")
         try:
-            model = AutoModel.from_pretrained(config.name_or_path, dtype=dtype,
-                                              trust_remote_code=False)
-        except OSError as exc:
-            raise ModelNotFoundError(_not_found(config.name_or_path)) from exc
+            model = AutoModel.from_pretrained(source, dtype=dtype, trust_remote_code=False)
+        except (OSError, ValueError) as exc:  # missing files, repos, network; unknown configs
+            if Path(source).exists():
+                raise ModelNotFoundError(f"{source}: no loadable transformers vision model "
+                                         f"there ({str(exc).splitlines()[0]})") from exc
+            raise ModelNotFoundError(not_found_message(config.name_or_path,
+                                                       what="vision tower")) from exc
         return cls(config, encoder=vision_part(model))
 
     @classmethod
@@ -174,11 +180,3 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         return x
     return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False,
                          antialias=True).clamp_(0.0, 1.0)
-
-
-def _not_found(name: str) -> str:
-    if Path(name).exists():
-        return f"the vision tower folder {name!r} holds no loadable transformers model"
-    return (f"the vision tower {name!r} is not available locally and cannot be downloaded "
-            f"(offline); run `huggingface-cli download {name}` on a connected machine and "
-            "pass the downloaded folder instead")
