@@ -104,6 +104,19 @@ def ffmpeg_frame_rgb(path: Path, index: int, width: int, height: int) -> bytes:
     return proc.stdout
 
 
+def ffmpeg_frame_rgb_after(path: Path, time: float, width: int, height: int) -> bytes:
+    """ffmpeg's first frame at or after ``time`` seconds (``-ss`` input seeking, exact on
+    MP4), autorotated, as raw RGB24 bytes. Fast on long files, unlike selecting by index."""
+    proc = subprocess.run(
+        [_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-ss", f"{time:.6f}",
+         "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        capture_output=True, timeout=120)
+    if proc.returncode != 0 or len(proc.stdout) != width * height * 3:
+        raise RuntimeError(f"ffmpeg could not extract a {width}x{height} frame at {time} s "
+                           f"from {path}: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout
+
+
 def cached_media_dir() -> Path:
     """A folder kept between test runs (``$VIDLM_TEST_MEDIA`` or the temp dir)."""
     default = Path(tempfile.gettempdir()) / "vidlm-test-media"

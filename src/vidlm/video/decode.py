@@ -88,10 +88,10 @@ class _Decoder:
                     self.report.budget_exhausted = True
                     return
                 if self.keyframes_only:
-                    if packet.size and not packet.is_keyframe:
-                        continue
-                else:
-                    self._set_skip(packet)
+                    if packet.size and packet.is_keyframe:
+                        yield from self._decode_alone(packet)
+                    continue
+                self._set_skip(packet)
                 yield from self._decode(packet)
         except (av.error.InvalidDataError, av.error.EOFError, av.error.OSError) as exc:
             self.report.demux_error = exc.strerror or str(exc)
@@ -104,6 +104,13 @@ class _Decoder:
         if skip != self._skip:
             self.stream.codec_context.skip_frame = skip
             self._skip = skip
+
+    def _decode_alone(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """Decode one keyframe packet on its own: drain the decoder so the frame comes out
+        now (not after the reorder and thread delay), then reset it for the next one."""
+        frames = self._decode(packet) + self._decode(None)
+        self.stream.codec_context.flush_buffers()
+        return frames
 
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         try:

@@ -8,6 +8,7 @@ Indices of recently read files are kept in a small in-process cache.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,6 +23,7 @@ from vidlm.video.errors import CorruptVideoError
 
 _CACHE_SIZE = 8
 _cache: OrderedDict[tuple[str, int, int], FrameIndex] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 @dataclass
@@ -93,14 +95,16 @@ def frame_index(path: str | Path) -> FrameIndex:
         key = (str(p), st.st_size, st.st_mtime_ns)
     except OSError:
         key = None
-    if key is not None and key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
+    with _cache_lock:
+        if key is not None and key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
     index = build_index(path)
     if key is not None:
-        _cache[key] = index
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        with _cache_lock:
+            _cache[key] = index
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
     return index
 
 
