@@ -397,13 +397,28 @@ def test_missing_weights_are_refused(tmp_path: Path) -> None:
         load_hf_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("key", ["model.language_model.embed_tokens.weight",
+                                 "model.multi_modal_projector.linear_1.weight"])
+def test_wrong_shaped_weights_are_refused(tmp_path: Path, key: str) -> None:
+    hf = build_llava(tmp_path)
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    state[key] = torch.zeros(3, 5)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(UnsupportedCheckpointError, match="do not fit"):
+        load_hf_checkpoint(tmp_path)
+
+
 def test_connector_without_projector_option_mismatch(tmp_path: Path) -> None:
     build_llava(tmp_path)
     with pytest.raises(ConfigError, match="projector"):
         load_hf_checkpoint(tmp_path, connector={"name": "slowfast", "projector_bias": False})
 
 
-def test_uncached_hub_id_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uncached_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not in the cache: one sentence naming the id and how to get it; nothing downloaded."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     repo = "vidlm-tests/not-a-cached-model"
     with pytest.raises(ModelNotFoundError) as err:

@@ -33,7 +33,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,7 +70,7 @@ log = logging.getLogger(__name__)
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# Files a hub download needs; pickled weights (*.bin, *.pt) are never fetched.
+# Files a cached hub snapshot must hold; pickled weights (*.bin, *.pt) are never read.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
@@ -124,14 +123,13 @@ def load_hf_checkpoint(name_or_path: str | Path, *,
                        device: str | torch.device | None = None) -> Any:
     """A :class:`VideoLM` for a LLaVA-1.5 / LLaVA-OneVision / LLaVA-NeXT-Video checkpoint.
 
-    ``name_or_path``: a local folder or a hub id (taken from the local cache, else
-    downloaded unless offline). ``connector``: ``None`` for the checkpoint's own
-    connector, else a registered connector name, preset name, dict or config that
-    reuses the checkpoint's projector. ``sampling``: frame sampling (default: the
-    preset's when ``connector`` names a preset, else the format's). ``overrides``:
-    ``a.b=value`` changes to the resulting :class:`VideoLMConfig` (e.g.
-    ``vision_tower.chunk_size=8``). ``dtype``: ``"float32"`` (default), ``"bfloat16"``
-    or ``"float16"``.
+    ``name_or_path``: a local folder or a hub id in the local Hugging Face cache.
+    ``connector``: ``None`` for the checkpoint's own connector, else a registered
+    connector name, preset name, dict or config that reuses the checkpoint's projector.
+    ``sampling``: frame sampling (default: the preset's when ``connector`` names a
+    preset, else the format's). ``overrides``: ``a.b=value`` changes to the resulting
+    :class:`VideoLMConfig` (e.g. ``vision_tower.chunk_size=8``). ``dtype``:
+    ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
     """
     from transformers import AutoConfig
 
@@ -177,11 +175,11 @@ def load_hf_checkpoint(name_or_path: str | Path, *,
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
-    """A local folder for ``name_or_path``: the folder itself, or the hub snapshot.
+    """A local folder for ``name_or_path``: the folder itself, or its snapshot in the cache.
 
-    Hub ids come from the local Hugging Face cache; when not cached they are downloaded
-    (safetensors and configs only) unless ``HF_HUB_OFFLINE`` is set. Raises
-    :class:`ModelNotFoundError` with one sentence saying how to get the model.
+    A hub id must already be in the local Hugging Face cache (configs, tokenizer files and
+    safetensors); nothing is downloaded, as in :func:`vidlm.load`. Otherwise
+    :class:`ModelNotFoundError` says in one sentence how to get the model.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -195,26 +193,13 @@ def resolve_checkpoint(name_or_path: str) -> Path:
     try:
         return Path(snapshot_download(name_or_path, allow_patterns=HUB_PATTERNS,
                                       local_files_only=True))
-    except Exception:  # not (fully) in the local cache
-        if _offline():
-            raise ModelNotFoundError(not_found_message(name_or_path, what="model")) from None
-    try:
-        return Path(snapshot_download(name_or_path, allow_patterns=HUB_PATTERNS))
-    except Exception as exc:  # no network, unknown repo, gated repo, ...
-        raise ModelNotFoundError(
-            f"the model {name_or_path!r} is not in the local Hugging Face cache and downloading "
-            f"it failed ({type(exc).__name__}); run `huggingface-cli download {name_or_path}` "
-            "on a connected machine and pass the downloaded folder instead") from None
+    except Exception:  # not (fully) in the local cache; the reason does not help the user
+        raise ModelNotFoundError(not_found_message(name_or_path, what="model")) from None
 
 
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~", "/"))
-
-
-def _offline() -> bool:
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
 
 
 def detect_format(folder: Path) -> HFFormat:
@@ -308,13 +293,18 @@ def split_state_dict(state: Mapping[str, torch.Tensor], *,
 def _from_state_dict(model_class: Any, config: Any, state: dict[str, torch.Tensor], *,
                      what: str, where: Path | str, dtype: torch.dtype) -> Any:
     """``model_class`` for ``config`` with exactly ``state``'s weights (by name)."""
-    model, info = model_class.from_pretrained(None, config=copy.deepcopy(config), state_dict=state,
-                                              dtype=dtype, output_loading_info=True)
-    problems = {k: info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")
-                if info.get(k)}
+    try:
+        model, info = model_class.from_pretrained(None, config=copy.deepcopy(config),
+                                                  state_dict=state, dtype=dtype,
+                                                  output_loading_info=True)
+    except RuntimeError as exc:  # a weight of the wrong shape
+        raise UnsupportedCheckpointError(f"{where}: the {what} weights do not fit "
+                                         f"{model_class.__name__}: {exc}") from exc
+    problems = {k: sorted(info[k])[:5] for k in ("missing_keys", "unexpected_keys",
+                                                 "mismatched_keys") if info.get(k)}
     if problems:
         raise UnsupportedCheckpointError(f"{where}: the {what} weights do not fit "
-                                         f"{model_class.__name__}: {problems}")
+                                         f"{model_class.__name__} (first of each): {problems}")
     return model.eval()
 
 
