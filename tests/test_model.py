@@ -148,3 +148,19 @@ def test_ask_accepts_frames_paths_and_visual_tokens(model: VideoLM, small_mp4, t
     img = model.encode_video(image)
     assert img.kind == "image" and img.num_frames == 1
     assert isinstance(model.ask(image, "What?", max_new_tokens=2), str)
+
+
+def test_frames_are_preprocessed_and_encoded_chunk_by_chunk(model: VideoLM, monkeypatch) -> None:
+    frames = make_frames(10, seed=9)
+    whole = model.visual_tokens_from_pixels(model.preprocess(frames.frames))
+    seen: list[int] = []
+    original = model.vision_tower.preprocess
+
+    def counting(x):
+        seen.append(len(x))
+        return original(x)
+
+    monkeypatch.setattr(model.vision_tower, "preprocess", counting)
+    chunked = model.encode_video(frames).tokens
+    assert seen == [4, 4, 2]  # chunk_size 4: never all 10 frames as float pixels at once
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)

@@ -13,8 +13,10 @@ zeroed before the embedding lookup (the placeholder id may lie beyond the embedd
 matrix) and the visual tokens of all inputs, concatenated in order, are scattered into
 those positions. Text embeddings are untouched.
 
-Subclasses (checkpoint interop) may override :meth:`VideoLM.visual_tokens_from_pixels`
-(e.g. to append LLaVA-OneVision's ``image_newline``) and :meth:`VideoLM.connect`.
+Subclasses may override :meth:`VideoLM.visual_tokens_from_features` (the one place
+every visual input passes, from frames or pixels: e.g. to append extra learned tokens
+such as LLaVA-OneVision's ``image_newline``) and :meth:`VideoLM.connect`; the vision
+tower's :meth:`~vidlm.model.vision_tower.VisionTower.select_features` chooses features.
 """
 
 from __future__ import annotations
@@ -175,9 +177,20 @@ class VideoLM(nn.Module):
             features = features.to(param.dtype)
         return self.connector(features, grid=self.vision_tower.grid)
 
+    def visual_tokens_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """One visual input's features ``(T, N, D)`` -> its tokens ``(L, D_lm)``."""
+        return self.connect(features[None])[0]
+
     def visual_tokens_from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """One visual input's pixels ``(T, 3, S, S)`` -> its tokens ``(L, D_lm)``."""
-        return self.connect(self.encode_frames(pixels)[None])[0]
+        return self.visual_tokens_from_features(self.encode_frames(pixels))
+
+    def features_of_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` -> ``(T, N, D)``, preprocessing and encoding chunk by chunk,
+        so memory holds one chunk of full-size float pixels at a time."""
+        step = self.vision_tower.config.chunk_size
+        return torch.cat([self.encode_frames(self.preprocess(frames[i:i + step]))
+                          for i in range(0, len(frames), step)], dim=0)
 
     def num_visual_tokens(self, num_frames: int) -> int:
         """``L`` for ``num_frames`` frames, from the connector config alone (runs nothing)."""
@@ -213,8 +226,7 @@ class VideoLM(nn.Module):
     @torch.no_grad()
     def _encode(self, frames: Any, *, kind: VisualKind, source: str | None,
                 dropped_from: int | None = None) -> VisualTokens:
-        pixels = self.preprocess(frames.frames)
-        tokens = self.visual_tokens_from_pixels(pixels)
+        tokens = self.visual_tokens_from_features(self.features_of_frames(frames.frames))
         return VisualTokens(tokens=tokens, num_frames=len(frames.frames), frames=frames,
                             kind=kind, source=source, dropped_from=dropped_from)
 
