@@ -148,3 +148,30 @@ def test_cli_prints_one_line_errors(media_dir: Path, capsys: pytest.CaptureFixtu
     assert err == [f"vidlm probe: error: {path}: the file has no video stream (audio)"]
     assert main(["frames", str(media_dir / "missing.mkv"), "--num-frames", "4"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_unseekable_input_decodes_through(media_dir: Path, monkeypatch) -> None:
+    from vidlm.video import decode
+
+    path = media.make_cfr_mp4(media_dir)
+    normal = video.read(path, video.uniform(4), size=16, seek_gap=0.0)
+
+    def refuse(self, pts: int) -> bool:
+        self.report.seek_failed = True
+        return False
+
+    monkeypatch.setattr(decode._Decoder, "seek", refuse)
+    through = video.read(path, video.uniform(4), size=16, seek_gap=0.0)
+    np.testing.assert_array_equal(through.indices, normal.indices)
+    np.testing.assert_array_equal(through.frames, normal.frames)
+
+
+def test_cli_reports_damage_as_one_line_warning(media_dir: Path, capsys) -> None:
+    from vidlm.cli import main
+
+    path = media.make_truncated_mp4(media_dir, keep=0.6)
+    assert main(["frames", str(path), "--num-frames", "2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"vidlm frames: warning: {path}: the file is")
+    assert main(["frames", str(path), "--num-frames", "2", "--strict"]) == 1
+    assert "truncated" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,11 +47,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     chunks = []
-    with tqdm(desc="decoding", unit="frame", disable=None, leave=False) as bar:
+    with warnings.catch_warnings(record=True) as caught, \
+            tqdm(desc="decoding", unit="frame", disable=None, leave=False) as bar:
+        warnings.simplefilter("always")
         for chunk in stream(args.video, policy, chunk=16, size=size, strict=args.strict,
                             keyframes_only=args.keyframes_only, folder_fps=args.folder_fps):
             chunks.append(chunk)
             bar.update(len(chunk))
+    for w in caught:  # damaged input: one line each, no source location
+        print(f"vidlm frames: warning: {w.message}", file=sys.stderr)
     frames = Frames.concatenate(chunks)
     _report(frames, args)
     if args.grid is not None and len(frames):

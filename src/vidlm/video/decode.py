@@ -43,6 +43,7 @@ class DecodeReport:
     demux_error: str | None = None
     packets: int = 0
     seeks: int = 0
+    seek_failed: bool = False  # the container refused a seek: decoding went on sequentially
     budget_exhausted: bool = False
 
 
@@ -75,9 +76,15 @@ class _Decoder:
         self._skip = "NONKEY" if keyframes_only else "NONE"
         stream.codec_context.skip_frame = self._skip
 
-    def seek(self, pts: int) -> None:
-        self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
+    def seek(self, pts: int) -> bool:
+        """Seek to the keyframe at or before ``pts``; ``False`` if the container cannot."""
+        try:
+            self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            self.report.seek_failed = True
+            return False
         self.report.seeks += 1
+        return True
 
     def frames(self) -> Iterator[av.VideoFrame]:
         """Frames from the current position to the end of the stream (or of the budget)."""
@@ -144,8 +151,8 @@ def decode_selected(container: av.container.InputContainer, stream: av.video.str
     decoder.skip_before = int(index.pts[targets[0]])
     seek_key = _seek_point(index, times, int(targets[0]), pos, seek_gap)
     while j < len(targets):
-        if seek_key is not None:
-            decoder.seek(int(index.pts[seek_key]))
+        if seek_key is not None and not decoder.seek(int(index.pts[seek_key])):
+            seek_gap, seek_key = float("inf"), None  # unseekable: decode through from here
         landed = seek_key is None
         seek_key = None
         for frame in decoder.frames():
@@ -156,7 +163,8 @@ def decode_selected(container: av.container.InputContainer, stream: av.video.str
                 landed = True
                 if i > targets[j] and retries < _SEEK_RETRIES and i > 0:
                     retries += 1  # the seek overshot: go back one more keyframe
-                    seek_key = index.keyframe_at_or_before(max(0, _first_key(index, i) - 1))
+                    landed_key = index.keyframe_at_or_before(i)
+                    seek_key = index.keyframe_at_or_before(max(0, landed_key - 1))
                     break
             pos = max(pos, i)
             if i < targets[j]:
@@ -176,10 +184,6 @@ def decode_selected(container: av.container.InputContainer, stream: av.video.str
         else:
             break  # end of stream (or budget): the remaining targets have no frame
     report.missing += len(targets) - j
-
-
-def _first_key(index: FrameIndex, i: int) -> int:
-    return index.keyframe_at_or_before(i)
 
 
 def _seek_point(index: FrameIndex, times: np.ndarray, target: int, pos: int,
