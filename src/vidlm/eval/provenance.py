@@ -84,9 +84,17 @@ def model_description(model: Any, model_id: str, checkpoint: str | Path | None) 
 def _language_model_hash(lm: Any, checkpoint: str | Path | None) -> str | None:
     """The LM's own hash when it lives outside the checkpoint (a local folder or GGUF)."""
     source = getattr(lm, "name_or_path", None)
-    if not source or not Path(source).exists():
+    if not source:
         return None
-    path = Path(source)
+    from vidlm.errors import VidlmError
+    from vidlm.model.language_model import resolve_source
+
+    try:  # resolves package:NAME to the package folder; a hub id stays an id
+        path = Path(resolve_source(str(source)))
+    except VidlmError:
+        return None
+    if not path.exists():
+        return None
     if checkpoint is not None and path.resolve() == Path(checkpoint).resolve():
         return None
     gguf = getattr(lm, "gguf_file", None)
