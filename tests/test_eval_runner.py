@@ -247,3 +247,8 @@ def test_cli_frame_options_become_sampling_configs() -> None:
     assert sampling_from_args(parser.parse_args(base)) is None  # the model's own config
     with pytest.raises(SystemExit):  # argparse: mutually exclusive
         parser.parse_args([*base, "--fps", "1", "--num-frames", "8"])
+
+
+def test_likelihood_scoring_needs_a_videolm(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="likelihood scoring needs a VideoLM"):
+        evaluate(tmp_path, "egoschema", "egoschema", ScriptedModel({}), scoring="likelihood")

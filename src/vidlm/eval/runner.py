@@ -249,6 +249,10 @@ def run_eval(model: Any, settings: EvalSettings) -> EvalResult:
     """Evaluate ``model`` (a VideoLM, or anything with ``ask``) as ``settings`` say."""
     if settings.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {settings.workers}")
+    needed = ("encode_video", "build_inputs", "forward", "tokenizer")
+    if settings.scoring == "likelihood" and not all(hasattr(model, a) for a in needed):
+        raise ConfigError(f"likelihood scoring needs a VideoLM ({', '.join(needed)}); "
+                          f"{type(model).__name__} has only generation")
     benchmark = get_benchmark(settings.benchmark)
     template = settings.template or benchmark.template
     sampling = _sampling_of(model, settings)
