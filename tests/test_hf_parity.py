@@ -469,6 +469,24 @@ def test_saved_as_vidlm_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 
+def test_onevision_round_trip_keeps_newline_and_anyres_settings(tmp_path: Path) -> None:
+    import vidlm
+
+    hf = build_onevision(tmp_path / "hf")
+    model = load_hf_checkpoint(tmp_path / "hf")
+    assert model.config.connector.image_grid_pinpoints == ((56, 56), (56, 112), (112, 56))
+    model.save_pretrained(tmp_path / "vidlm")
+    again = vidlm.load(str(tmp_path / "vidlm"))
+    assert again.config.connector == model.config.connector
+    assert torch.equal(again.connector.newline, hf.model.image_newline)
+    ids = _prompt(hf.config.video_token_index, [2 * 16 + 1])
+    pix = _pixels(2, 56, seed=23)
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values_videos=pix[None]).logits
+        got = again(ids, pixel_values=[pix]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
 def test_bfloat16_load(tmp_path: Path) -> None:
     hf = build_llava(tmp_path)
     model = load_hf_checkpoint(tmp_path, dtype="bfloat16")
