@@ -164,3 +164,19 @@ def test_frames_are_preprocessed_and_encoded_chunk_by_chunk(model: VideoLM, monk
     chunked = model.encode_video(frames).tokens
     assert seen == [4, 4, 2]  # chunk_size 4: never all 10 frames as float pixels at once
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+
+
+def test_placeholder_text_in_user_input_is_rejected(model: VideoLM) -> None:
+    with pytest.raises(PromptError, match="reserved visual placeholder"):
+        model.build_inputs([{"role": "user", "content": "hi <|vidlm_visual|> there"}], [])
+
+
+@pytest.mark.parametrize("connector", ["mlp2x_gelu", "slowfast"])
+def test_siglip_tower_with_qwen2_lm(connector: str) -> None:
+    m = tiny_videolm(connector, vision="siglip", lm="qwen2", feature_layer=-1)
+    assert not m.vision_tower.has_cls
+    assert m.language_model.config.model_type == "qwen2"
+    visual = m.encode_video(make_frames(4))
+    assert visual.num_tokens == m.num_visual_tokens(4)
+    out = m(**m.build_inputs([{"role": "user", "content": "<video> hi"}], [visual]))
+    assert torch.isfinite(out.logits).all()

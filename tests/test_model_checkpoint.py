@@ -146,3 +146,13 @@ def test_missing_hub_model_names_the_id_and_the_fix(monkeypatch, tmp_path: Path)
     assert "some-org/no-such-video-model" in text
     assert "huggingface-cli download some-org/no-such-video-model" in text
     assert "\n" not in text
+
+
+def test_from_pretrained_takes_load_options(tmp_path: Path) -> None:
+    tiny_videolm().save_pretrained(tmp_path)
+    m = VideoLM.from_pretrained(tmp_path, connector="slowfast_llava_2024",
+                                overrides=["vision_tower.chunk_size=2"])
+    assert m.config.connector.name == "slowfast"
+    assert m.config.sampling.num_frames == 50  # the preset's published sampling
+    assert m.config.vision_tower.chunk_size == 2
+    assert m.num_visual_tokens(50) == 10 * 8 + 50 * 16  # 4x4 grid: 16 // 2 slow, 4x4 fast

@@ -123,3 +123,30 @@ def test_eos_ids_come_from_tokenizer_and_generation_config() -> None:
     m.language_model.generation_config.eos_token_id = [5, 6]
     assert eos_token_ids(m.language_model, m.tokenizer) == {5, 6,
                                                             m.tokenizer.eos_token_id}
+
+
+def test_kv_cache_on_qwen2() -> None:
+    m = tiny_videolm("mlp2x_gelu", lm="qwen2", seed=5)
+    p = m.prepare([{"role": "user", "content": "<image> What?"}], [make_frames(1)])
+    embeds = m.embed(p.input_ids, p.visual_tokens)
+    steps = list(decode_steps(m.language_model, embeds, None,
+                              GenerationSettings(max_new_tokens=6), set()))
+    full_ids = torch.cat([p.input_ids, torch.tensor([[t for t, _ in steps]])], dim=1)
+    with torch.no_grad():
+        full = m(full_ids, visual_tokens=p.visual_tokens).logits[0]
+    start = p.input_ids.shape[1] - 1
+    for k, (_, logits) in enumerate(steps):
+        torch.testing.assert_close(logits, full[start + k], rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_generation_on_gpu_in_bfloat16() -> None:
+    m = tiny_videolm("slowfast", slow_frames=2, fast_grid=2, seed=1).to("cuda", torch.bfloat16)
+    assert m.device.type == "cuda" and m.dtype == torch.bfloat16
+    frames = make_frames(4, seed=2)
+    visual = m.encode_video(frames)
+    assert visual.tokens.device.type == "cuda" and visual.tokens.dtype == torch.bfloat16
+    whole = m.ask(visual, "What happens?", max_new_tokens=8)
+    assert "".join(m.ask(visual, "What happens?", max_new_tokens=8, stream=True)) == whole
+    sampled = m.ask(visual, "What?", max_new_tokens=8, temperature=1.0, seed=0)
+    assert sampled == m.ask(visual, "What?", max_new_tokens=8, temperature=1.0, seed=0)

@@ -31,7 +31,7 @@ def load(name_or_path: str | Path, *, connector: Any = None, sampling: Any = Non
          device: str | torch.device | None = None, **kwargs: Any) -> Any:
     """A ready :class:`~vidlm.model.videolm.VideoLM` for ``name_or_path`` (see module doc)."""
     from vidlm.model import hf_interop
-    from vidlm.model.checkpoint import is_vidlm_checkpoint, load_videolm
+    from vidlm.model.checkpoint import is_vidlm_checkpoint
 
     name = str(name_or_path)
     if name.startswith(PACKAGE_PREFIX) or Path(name).expanduser().exists():
@@ -41,9 +41,10 @@ def load(name_or_path: str | Path, *, connector: Any = None, sampling: Any = Non
     if Path(source).is_dir() and is_vidlm_checkpoint(source):
         if kwargs:
             raise ConfigError(f"unknown load option(s) {sorted(kwargs)} for a vidlm checkpoint")
-        config = configure(VideoLMConfig.load(source), connector=connector, sampling=sampling,
-                           overrides=overrides)
-        return load_videolm(source, config=config, dtype=dtype, device=device)
+        from vidlm.model.videolm import VideoLM
+
+        return VideoLM.from_pretrained(source, connector=connector, sampling=sampling,
+                                       overrides=overrides, dtype=dtype, device=device)
 
     return hf_interop.load_hf_checkpoint(source, connector=connector, sampling=sampling,
                                          overrides=list(overrides), dtype=dtype, device=device,

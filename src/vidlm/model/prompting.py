@@ -123,7 +123,12 @@ def tokenize_with_placeholders(tokenizer: Any, text: str, *, placeholder_id: int
     ids: list[int] = []
     for i, piece in enumerate(pieces):
         if piece:
-            ids.extend(tokenizer(piece, add_special_tokens=False)["input_ids"])
+            piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            if placeholder_id in piece_ids:
+                raise PromptError("the prompt text contains the reserved visual placeholder "
+                                  f"token {tokenizer.convert_ids_to_tokens(placeholder_id)!r}; "
+                                  "use <video> or <image> markers instead")
+            ids.extend(piece_ids)
         if i < len(lengths):
             ids.extend([placeholder_id] * int(lengths[i]))
     return ids

@@ -423,11 +423,17 @@ class VideoLM(nn.Module):
                             max_shard_bytes=max_shard_bytes or DEFAULT_MAX_SHARD_BYTES)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, **kwargs: Any) -> VideoLM:
-        """Load a vidlm checkpoint folder (see :func:`vidlm.model.checkpoint.load_videolm`)."""
+    def from_pretrained(cls, folder: str | Path, *, connector: Any = None, sampling: Any = None,
+                        overrides: Sequence[str] = (), dtype: str | None = None,
+                        device: str | torch.device | None = None) -> VideoLM:
+        """Load a vidlm checkpoint folder, optionally with another connector / sampling /
+        ``a.b=value`` overrides (see :func:`vidlm.model.loading.load`)."""
         from vidlm.model.checkpoint import load_videolm
+        from vidlm.model.loading import configure
 
-        return load_videolm(folder, model_class=cls, **kwargs)
+        config = configure(VideoLMConfig.load(folder), connector=connector, sampling=sampling,
+                           overrides=tuple(overrides))
+        return load_videolm(folder, config=config, model_class=cls, dtype=dtype, device=device)
 
 
 def subsample_frames(frames: Any, count: int) -> Any:
