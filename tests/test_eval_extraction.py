@@ -25,7 +25,8 @@ TABLE: list[tuple[str, tuple[str, str, str]]] = [
     ("Dogs.", ("B", "D", "D")),  # the older rules read the capital D of "Dogs"
     ("A man is holding the fish", ("D", "A", "A")),
     ("I think the answer is C because B is wrong.", ("C", "C", "B")),
-    ("Best option: (C", ("C", "C", "C")),
+    ("Best option: (C", ("C", "B", "C")),  # older rule: the B of "Best" (prefix not removed)
+    ("The best answer is C", ("C", "C", "C")),  # older rule: this prefix is removed
     ("None of the options.", ("", "", "")),
     ("The answer is b", ("B", "", "")),
     ("(D) fish", ("D", "D", "D")),

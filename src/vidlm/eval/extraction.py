@@ -20,9 +20,11 @@ Rules
   Lowercase letters count only in rules 1-3 (or bracketed). Anything else: ``""``.
 
 ``lmms_eval_first_capital`` reproduces lmms-eval's older Video-MME parser: remove the
-prefixes "The best answer is", "The correct answer is", ... (case-sensitive); a reply
-of more than 10 words with no capital option letter gives ``""``; otherwise the first
-capital option letter *anywhere*, so ``"At first ..."`` reads as ``A`` (a known flaw).
+prefixes "The best answer is", "The correct answer is", "The answer is", "The answer"
+(case-sensitive; see ``_LEGACY_PREFIXES`` for two that never match); a reply of more
+than 10 words with no capital option letter gives ``""``; otherwise the first capital
+option letter *anywhere*, so ``"At first ..."`` reads as ``A`` and ``"Best option: C"``
+as ``B`` (known flaws). The letters are the item's (``A``-``D`` for Video-MME).
 (The 10-word test never changes the result: with no capital letter the answer is empty
 at any length, so the implementation needs only the first-capital search.)
 
@@ -166,14 +168,18 @@ def extract_robust(reply: str, options: Sequence[str]) -> str:
 
 # ------------------------------------------- lmms-eval, older rule (first capital anywhere)
 
+# The prefixes as lmms-eval's Video-MME parser applied them (up to lmms-eval commit
+# bd51fabc, before PR #1274 of 2026-04-11). Two missing commas in its source joined
+# pairs of prefixes into one string each, so "The best option is" and "Best option:"
+# alone are never removed; reproduced as is.
 _LEGACY_PREFIXES = (
     "The best answer is", "The correct answer is", "The answer is", "The answer",
-    "The best option is", "The correct option is", "Best answer:", "Best option:",
-    "Answer:", "Option:", "The correct answer", "The correct option",
+    "The best option isThe correct option is", "Best answer:Best option:",
 )
 
 
-@register_rule("lmms_eval_first_capital", version="1.0 (lmms-eval Video-MME parser before 2026)",
+@register_rule("lmms_eval_first_capital",
+               version="1.1 (lmms-eval Video-MME parser up to bd51fabc, before 2026-04-11)",
                summary="strip answer prefixes; >10 words with no capital letter -> empty; "
                "else the first capital option letter anywhere (the 'At' flaw)")
 def extract_first_capital(reply: str, options: Sequence[str]) -> str:
@@ -205,7 +211,8 @@ _RANKED_FORMS = (("bracketed", 6, "({})"), ("period", 5, "{}."), ("colon", 4, "{
 _RANK_START, _RANK_END, _RANK_PHRASE = 10, 9, 7
 
 
-@register_rule("lmms_eval_ranked", version="1.0 (lmms-eval 0.7 extract_mcq_answer)",
+@register_rule("lmms_eval_ranked",
+               version="1.0 (lmms-eval extract_mcq_answer, from 9ca4445d of 2026-04-11; 0.7.3)",
                summary="ranked candidates: lone letter at start > at end > after an answer "
                "phrase > (X) > X. > X: > X) > 'X '; else the last capital letter anywhere")
 def extract_ranked(reply: str, options: Sequence[str]) -> str:
