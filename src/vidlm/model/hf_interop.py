@@ -63,14 +63,14 @@ from vidlm.model.connectors import (
 from vidlm.model.connectors.llava_next_video import NextVideoConfig
 from vidlm.model.connectors.onevision import OneVisionConfig, OneVisionConnector
 from vidlm.model.connectors.onevision_anyres import anyres_tiles
-from vidlm.model.language_model import DTYPES, not_found_message
+from vidlm.model.language_model import DTYPES, hub_offline, not_found_message
 from vidlm.model.vision_tower import VisionTower
 
 log = logging.getLogger(__name__)
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# Files a cached hub snapshot must hold; pickled weights (*.bin, *.pt) are never read.
+# Files fetched for a hub id; pickled weights (*.bin, *.pt) are never fetched or read.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
@@ -123,7 +123,8 @@ def load_hf_checkpoint(name_or_path: str | Path, *,
                        device: str | torch.device | None = None) -> Any:
     """A :class:`VideoLM` for a LLaVA-1.5 / LLaVA-OneVision / LLaVA-NeXT-Video checkpoint.
 
-    ``name_or_path``: a local folder or a hub id in the local Hugging Face cache.
+    ``name_or_path``: a local folder or a hub id (from the local cache, else downloaded
+    unless offline).
     ``connector``: ``None`` for the checkpoint's own connector, else a registered
     connector name, preset name, dict or config that reuses the checkpoint's projector.
     ``sampling``: frame sampling (default: the preset's when ``connector`` names a
@@ -175,10 +176,11 @@ def load_hf_checkpoint(name_or_path: str | Path, *,
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
-    """A local folder for ``name_or_path``: the folder itself, or its snapshot in the cache.
+    """A local folder for ``name_or_path``: the folder itself, or the hub snapshot.
 
-    A hub id must already be in the local Hugging Face cache (configs, tokenizer files and
-    safetensors); nothing is downloaded, as in :func:`vidlm.load`. Otherwise
+    A hub id comes from the local Hugging Face cache; when it is not cached it is
+    downloaded (configs, tokenizer files and safetensors only, never pickles) unless
+    ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set. Otherwise
     :class:`ModelNotFoundError` says in one sentence how to get the model.
     """
     path = Path(name_or_path).expanduser()
@@ -194,7 +196,15 @@ def resolve_checkpoint(name_or_path: str) -> Path:
         return Path(snapshot_download(name_or_path, allow_patterns=HUB_PATTERNS,
                                       local_files_only=True))
     except Exception:  # not (fully) in the local cache; the reason does not help the user
-        raise ModelNotFoundError(not_found_message(name_or_path, what="model")) from None
+        if hub_offline():
+            raise ModelNotFoundError(not_found_message(name_or_path, what="model")) from None
+    try:
+        return Path(snapshot_download(name_or_path, allow_patterns=HUB_PATTERNS))
+    except Exception as exc:  # no network, unknown or gated repo, ...
+        raise ModelNotFoundError(
+            f"the model {name_or_path!r} is not in the local Hugging Face cache and downloading "
+            f"it failed ({type(exc).__name__}): run `huggingface-cli download {name_or_path}` "
+            "on a connected machine, copy the folder over and pass its path instead") from None
 
 
 def _looks_like_hub_id(name: str) -> bool:
