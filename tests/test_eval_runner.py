@@ -158,7 +158,7 @@ def test_outputs_provenance_and_rule_choice(tmp_path: Path, small_mp4: Path) -> 
         ("C", "C", "C", True), ("At first, two", "A", "B", False), ("it falls", "", "A", False)]
     prov = m["provenance"]
     assert prov["scoring"]["extraction"]["rule"] == "lmms_eval_first_capital"
-    assert prov["scoring"]["extraction"]["version"].startswith("1.0")
+    assert prov["scoring"]["extraction"]["version"].startswith("1.1 (lmms-eval Video-MME")
     assert prov["sampling"] == {"mode": "uniform", "fps": 1.0, "max_frames": 64, "num_frames": 3}
     assert prov["prompt_template"]["text"].startswith("{question}\n{options}")
     assert prov["model"]["id"] == "scripted" and prov["vidlm_version"]
