@@ -180,3 +180,19 @@ def test_siglip_tower_with_qwen2_lm(connector: str) -> None:
     assert visual.num_tokens == m.num_visual_tokens(4)
     out = m(**m.build_inputs([{"role": "user", "content": "<video> hi"}], [visual]))
     assert torch.isfinite(out.logits).all()
+
+
+def test_fallback_template_only_without_a_tokenizer_template() -> None:
+    from vidlm.model.prompting import FALLBACK_TEMPLATE, render_chat
+
+    m = tiny_videolm()
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    own = render_chat(m.tokenizer, messages)
+    assert own == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                   "<|im_start|>assistant\n")
+    m.tokenizer.chat_template = None
+    assert FALLBACK_TEMPLATE
+    assert render_chat(m.tokenizer, messages) == "System: Be brief.\n\nUser: Hi\n\nAssistant:"
+    v = m.encode_video(make_frames(1))
+    inputs = m.build_inputs([{"role": "user", "content": "<image> Hi"}], [v])
+    assert int((inputs["input_ids"] == m.placeholder_id).sum()) == v.num_tokens

@@ -156,3 +156,12 @@ def test_from_pretrained_takes_load_options(tmp_path: Path) -> None:
     assert m.config.sampling.num_frames == 50  # the preset's published sampling
     assert m.config.vision_tower.chunk_size == 2
     assert m.num_visual_tokens(50) == 10 * 8 + 50 * 16  # 4x4 grid: 16 // 2 slow, 4x4 fast
+
+
+def test_non_vidlm_folder_goes_to_hf_interop(tmp_path: Path) -> None:
+    from vidlm.model.hf_interop import UnsupportedCheckpointError
+
+    (tmp_path / "config.json").write_text('{"architectures": ["BertModel"], '
+                                          '"model_type": "bert"}')
+    with pytest.raises(UnsupportedCheckpointError):
+        vidlm.load(str(tmp_path))
