@@ -252,3 +252,35 @@ def test_cli_frame_options_become_sampling_configs() -> None:
 def test_likelihood_scoring_needs_a_videolm(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="likelihood scoring needs a VideoLM"):
         evaluate(tmp_path, "egoschema", "egoschema", ScriptedModel({}), scoring="likelihood")
+
+
+def test_prefetch_keeps_order_and_bounds_work_in_flight() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vidlm.eval.items import EvalItem
+    from vidlm.eval.runner import prefetch
+
+    items = [EvalItem(id=str(i), video=Path(f"{i}.mp4"), question="q", options=("a", "b"),
+                      gold="A") for i in range(12)]
+    lock = threading.Lock()
+    running, peak, started = [0], [0], []
+
+    def work(item: EvalItem) -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            started.append(item.id)
+        time.sleep(0.01 * (int(item.id) % 3))  # finish out of order
+        with lock:
+            running[0] -= 1
+        return item.id
+
+    with ThreadPoolExecutor(4) as pool:
+        out = []
+        for item, result in prefetch(pool, items, work, window=3):
+            out.append((item.id, result))
+            assert len(started) <= len(out) + 3  # never more than `window` ahead
+    assert out == [(str(i), str(i)) for i in range(12)]
+    assert peak[0] <= 3

@@ -127,10 +127,11 @@ def prefetch(pool: ThreadPoolExecutor, items: Sequence[EvalItem], fn: Callable[[
             break
     while pending:
         item, fut = pending.pop(0)
+        result = fut.result()  # done before the next submit: at most `window` in flight
         nxt = next(it, None)
         if nxt is not None:
             pending.append((nxt, pool.submit(fn, nxt)))
-        yield item, fut.result()
+        yield item, result
 
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
