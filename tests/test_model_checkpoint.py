@@ -165,3 +165,17 @@ def test_non_vidlm_folder_goes_to_hf_interop(tmp_path: Path) -> None:
                                           '"model_type": "bert"}')
     with pytest.raises(UnsupportedCheckpointError):
         vidlm.load(str(tmp_path))
+
+
+def test_load_in_bfloat16_keeps_fp32_preprocessing(model: VideoLM, tmp_path: Path) -> None:
+    model.save_pretrained(tmp_path)
+    half = VideoLM.from_pretrained(tmp_path, dtype="bfloat16")
+    assert half.dtype == torch.bfloat16
+    assert next(half.vision_tower.parameters()).dtype == torch.bfloat16
+    assert next(half.connector.parameters()).dtype == torch.bfloat16
+    frames = random_frames(2, seed=8)
+    torch.testing.assert_close(half.preprocess(frames.frames), model.preprocess(frames.frames),
+                               rtol=0, atol=0)
+    full = _logits(model, frames)
+    approx = _logits(half, frames).float()
+    assert (approx - full).abs().max() < 0.1 * full.abs().max()

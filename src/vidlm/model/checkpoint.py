@@ -192,19 +192,23 @@ def load_videolm(folder: str | Path, *, config: VideoLMConfig | None = None,
     saved = VideoLMConfig.load(folder)
     config = config or saved
     torch_type = torch_dtype(dtype or config.language_model.dtype)
-    with no_init_weights():
+    with no_init_weights():  # every weight is loaded below: skip random initialisation
         tower = VisionTower.from_encoder_config(
-            config.vision_tower, AutoConfig.from_pretrained(folder / VISION_FOLDER))
+            config.vision_tower, AutoConfig.from_pretrained(folder / VISION_FOLDER),
+            dtype=torch_type)
     lm_folder = folder / LM_FOLDER
     if (lm_folder / "config.json").is_file():
         with no_init_weights():
-            lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(lm_folder))
+            lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(lm_folder),
+                                                  dtype=torch_type)
         if (lm_folder / "generation_config.json").is_file():
             from transformers import GenerationConfig
 
             lm.generation_config = GenerationConfig.from_pretrained(lm_folder)
     else:
-        lm, _ = load_language_model(config.language_model)
+        lm_config = copy.deepcopy(config.language_model)
+        lm_config.dtype = _DTYPE_NAMES[torch_type]
+        lm, _ = load_language_model(lm_config)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     lm_dim = int(lm.get_input_embeddings().embedding_dim)
     connector = build_connector(config.connector, vision_dim=tower.hidden_size, lm_dim=lm_dim)

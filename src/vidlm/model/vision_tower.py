@@ -47,8 +47,6 @@ class VisionTower(nn.Module):
                               "has no CLS token (e.g. SigLIP); use 'patch'")
         side = config.image_size // self.patch_size
         self.grid: tuple[int, int] = (side, side)
-        self.register_buffer("_mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
         if config.frozen:
             self.freeze()
 
@@ -74,11 +72,13 @@ class VisionTower(nn.Module):
         return cls(config, encoder=vision_part(model))
 
     @classmethod
-    def from_encoder_config(cls, config: VisionTowerConfig, encoder_config: object) -> VisionTower:
+    def from_encoder_config(cls, config: VisionTowerConfig, encoder_config: object, *,
+                            dtype: torch.dtype = torch.float32) -> VisionTower:
         """A tower with freshly initialised weights for a ``transformers`` vision config."""
         from transformers import AutoModel
 
-        return cls(config, encoder=vision_part(AutoModel.from_config(encoder_config)))
+        model = AutoModel.from_config(encoder_config, dtype=dtype)
+        return cls(config, encoder=vision_part(model))
 
     def freeze(self) -> None:
         """No gradients, eval mode (dropout off); :meth:`train` keeps a frozen tower in eval."""
@@ -112,9 +112,12 @@ class VisionTower(nn.Module):
             x = x[None]
         if x.dim() != 4 or x.shape[-1] != 3:
             raise ValueError(f"frames must be (T, H, W, 3) uint8, got shape {tuple(x.shape)}")
-        x = x.to(self._mean.device).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W)
-        x = _to_square(x, self.config.image_size, self.config.resize, self._mean)
-        return (x - self._mean) / self._std
+        device = next(self.encoder.parameters()).device
+        mean = torch.tensor(self.config.mean, device=device).view(1, 3, 1, 1)  # fp32 always
+        std = torch.tensor(self.config.std, device=device).view(1, 3, 1, 1)
+        x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W)
+        x = _to_square(x, self.config.image_size, self.config.resize, mean)
+        return (x - mean) / std
 
     # ---- features -------------------------------------------------------------------------
 
