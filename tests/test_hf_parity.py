@@ -725,3 +725,50 @@ def test_anyres_count_matches_transformers_processor_at_real_size() -> None:
         want = processor._get_number_of_features(height, width, 384, 384)
         assert cfg.image_num_tokens((height, width), (27, 27), tile=384) == want
     assert cfg.num_tokens(32, (27, 27)) == 32 * 14 * 14 + 1  # the video path: 6,273
+
+
+# ---- the checkpoint-specific connectors on their own --------------------------------------
+
+
+@pytest.mark.parametrize("config", [
+    "onevision", {"name": "onevision", "pool_factor": 3, "newline": False},
+    {"name": "onevision", "pool_after_projection": False},
+    "llava_next_video", {"name": "llava_next_video", "pool_mode": "max", "pool_stride": 3},
+    {"name": "llava_next_video", "pool_mode": "conv"},
+    {"name": "llava_next_video", "pool_after_projection": True},
+])
+@pytest.mark.parametrize(("frames", "grid", "has_cls"), [
+    (1, (4, 4), False), (5, (7, 7), True), (3, (4, 6), False), (2, (9, 5), True)])
+def test_connector_shapes_match_pure_counts(config: Any, frames: int, grid: tuple[int, int],
+                                            has_cls: bool) -> None:
+    from vidlm.model.connectors import build_connector, connector_config_from_dict
+
+    cfg = connector_config_from_dict({"name": config} if isinstance(config, str) else config)
+    module = build_connector(cfg, vision_dim=6, lm_dim=10).eval()
+    feats = torch.randn(2, frames, grid[0] * grid[1] + int(has_cls), 6)
+    with torch.no_grad():
+        out = module(feats, grid=grid)
+    assert out.shape == (2, cfg.num_tokens(frames, grid, has_cls=has_cls), 10)
+    if cfg.name == "onevision":
+        f = cfg.pool_factor
+        per_frame = math.ceil(grid[0] / f) * math.ceil(grid[1] / f)
+        assert out.shape[1] == frames * per_frame + int(cfg.newline)
+    else:
+        s = cfg.pool_stride
+        assert out.shape[1] == frames * (grid[0] // s) * (grid[1] // s)
+
+
+def test_connector_config_errors() -> None:
+    from vidlm.model.connectors import connector_config_from_dict
+
+    with pytest.raises(ConfigError, match="conv"):
+        connector_config_from_dict({"name": "llava_next_video", "pool_mode": "conv",
+                                    "pool_after_projection": True})
+    with pytest.raises(ConfigError, match="pool_mode"):
+        connector_config_from_dict({"name": "llava_next_video", "pool_mode": "median"})
+    with pytest.raises(ConfigError, match="no tokens"):
+        connector_config_from_dict({"name": "llava_next_video", "pool_stride": 5}
+                                   ).num_tokens(4, (4, 4))
+    with pytest.raises(ConfigError, match="image_grid_pinpoints"):
+        connector_config_from_dict({"name": "onevision"}).image_num_tokens((10, 10), (4, 4),
+                                                                           tile=32)
