@@ -131,3 +131,32 @@ def test_cli_eval_bad_input_is_one_line_error(tmp_path: Path, checkpoint: Path,
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no.json: annotation file not found" in err
+
+
+@pytest.mark.slow
+def test_real_smollm2_language_model_end_to_end(tmp_path: Path, small_mp4: Path) -> None:
+    """SmolLM2-135M-Instruct (real weights, chat template) behind a tiny vision tower."""
+    from vidlm.eval.runner import EvalSettings, run_eval
+    from vidlm.testing import smollm2_videolm
+
+    videos = tmp_path / "videos"
+    for name in ("1001/4010069381.mp4", "0003/3379081813.mp4"):
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(small_mp4, videos / name)
+    model = smollm2_videolm(num_frames=2)
+    result = run_eval(model, EvalSettings(
+        benchmark="nextqa", annotations=FIXTURES / "nextqa/val.csv", videos=videos,
+        out=tmp_path / "out", model_id="smollm2-tiny-vision", limit=3, max_new_tokens=12,
+        progress=False))
+    rows = _rows(tmp_path / "out")
+    rule = get_rule("robust")
+    options = {"4010069381_6": ["share with the girl", "approach lady sitting there", "unwrap it",
+                                "playing with toy train", "gift for baby"],
+               "4010069381_7": ["cry", "unwrap it", "throw it away", "run outside", "dance"],
+               "3379081813_2": ["playing guitar", "eating", "sleeping", "reading", "swimming"]}
+    assert [r["id"] for r in rows] == list(options)
+    for r in rows:
+        assert isinstance(r["reply"], str) and r["reply"].strip()
+        assert r["extracted"] == rule(r["reply"], options[r["id"]])
+    assert result.metrics["counts"]["correct"] == sum(r["correct"] for r in rows)
+    assert result.metrics["provenance"]["model"]["language_model_sha256"]
