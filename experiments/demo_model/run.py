@@ -1,0 +1,201 @@
+"""Held-out accuracy of the demo model by question family, for several token allocations.
+
+    python experiments/demo_model/run.py --data data/demo --split test --limit 64 \
+        [--model src/vidlm/assets/demo_model] [--json outputs/demo_model_eval.json]
+
+Every clip is decoded and encoded by the vision tower once; the variants then differ
+only in which pooled features become visual tokens (all through the model's trained
+``mlp2x_gelu`` projector), and the LM answers each with greedy decoding. Accuracy is
+exact match of the normalised reply against the record's one-word answer.
+
+Variants (16 frames sampled uniformly; the tower gives an 8x8 grid per frame):
+
+* ``slowfast``  — the model's own SlowFast connector (4 slow frames at 2x2 + 16 fast at 1x1).
+* ``uniform``   — 8 uniform frames at 2x2 each: per-frame tokens at SlowFast's token budget.
+* ``slow_only`` — SlowFast's slow pathway alone.
+* ``fast_only`` — SlowFast's fast pathway alone.
+* ``chance``    — a uniform guess among each question's allowed answers (exact expectation).
+
+The variants other than ``slowfast`` re-allocate the tokens of the *same* trained
+weights at inference; they are not separately trained models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+Tokens = Callable[[Any, torch.Tensor], torch.Tensor]  # (model, features (T, N, D)) -> (L, D_lm)
+FAMILIES = ("spatial", "temporal")
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "src" / "vidlm" / "assets" / "demo_model"
+
+
+def _grid_maps(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    """``(T, h*w, D)`` -> ``(T, D, h, w)``."""
+    h, w = model.vision_tower.grid
+    return feats.reshape(feats.shape[0], h, w, -1).permute(0, 3, 1, 2)
+
+
+def _pooled_tokens(model: Any, feats: torch.Tensor, positions: list[int], out_hw: tuple[int, int]
+                   ) -> torch.Tensor:
+    """Frames ``positions`` of ``feats``, average-pooled to ``out_hw`` and projected:
+    ``(len(positions) * oh * ow, D_lm)``."""
+    maps = _grid_maps(model, feats[positions])  # (P, D, h, w)
+    pooled = F.adaptive_avg_pool2d(maps, out_hw).flatten(2).transpose(1, 2)  # (P, oh*ow, D)
+    projector = model.connector.projector
+    param = next(projector.parameters())
+    return projector.project(pooled.reshape(-1, pooled.shape[-1]).to(param.dtype))
+
+
+def _slow_hw(model: Any) -> tuple[int, int]:
+    cfg = model.config.connector
+    h, w = model.vision_tower.grid
+    return (h // cfg.slow_kernel, w // cfg.slow_kernel)
+
+
+def slowfast_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    return model.visual_tokens_from_features(feats)
+
+
+def slow_only_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    positions = list(model.config.connector.slow_positions(feats.shape[0]))
+    return _pooled_tokens(model, feats, positions, _slow_hw(model))
+
+
+def fast_only_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    grid = tuple(model.config.connector.fast_grid)
+    return _pooled_tokens(model, feats, list(range(feats.shape[0])), grid)  # type: ignore[arg-type]
+
+
+def uniform_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    """Per-frame 2x2 tokens on as many uniform frames as SlowFast's budget allows."""
+    t = feats.shape[0]
+    oh, ow = _slow_hw(model)
+    frames = max(1, model.num_visual_tokens(t) // (oh * ow))
+    positions = [(i * t) // frames for i in range(frames)]
+    return _pooled_tokens(model, feats, positions, (oh, ow))
+
+
+VARIANTS: dict[str, Tokens] = {"slowfast": slowfast_tokens, "uniform": uniform_tokens,
+                               "slow_only": slow_only_tokens, "fast_only": fast_only_tokens}
+
+
+def normalise(text: str) -> str:
+    return text.strip().lower().rstrip(".!").strip()
+
+
+def balanced_subset(records: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """The first ``limit`` records taking families in turn (records are already shuffled)."""
+    if limit is None or limit >= len(records):
+        return records
+    by_family = {f: [r for r in records if r["family"] == f] for f in FAMILIES}
+    out: list[dict[str, Any]] = []
+    for i in range(limit):
+        fam = by_family[FAMILIES[i % 2]]
+        if i // 2 < len(fam):
+            out.append(fam[i // 2])
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: Any, records: list[dict[str, Any]], media_root: Path, *,
+             variants: list[str], max_new_tokens: int = 3, progress: bool = True
+             ) -> list[dict[str, Any]]:
+    """One row per (record, variant) with the reply and whether it matched."""
+    from vidlm.model.videolm import VisualTokens
+
+    rows = []
+    for rec in tqdm(records, desc="eval", unit="clip", disable=not progress):
+        frames = model.read_video(media_root / rec["video"])
+        feats = model.features_of_frames(frames.frames)  # (T, N, D)
+        question = rec["conversations"][0]["value"].replace("<video>\n", "")
+        for name in variants:
+            tokens = VARIANTS[name](model, feats)
+            visual = VisualTokens(tokens=tokens, num_frames=len(frames.frames))
+            reply = model.ask(visual, question, max_new_tokens=max_new_tokens)
+            rows.append({"id": rec["id"], "variant": name, "family": rec["family"],
+                         "kind": rec["kind"], "answer": rec["answer"], "reply": reply,
+                         "tokens": int(tokens.shape[0]),
+                         "correct": normalise(reply) == rec["answer"]})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy per variant x family (and kind), plus the exact chance expectation."""
+    acc: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    tokens: dict[str, int] = {}
+    for r in rows:
+        acc[r["variant"]][r["family"]].append(r["correct"])
+        acc[r["variant"]][r["kind"]].append(r["correct"])
+        acc[r["variant"]]["all"].append(r["correct"])
+        tokens[r["variant"]] = r["tokens"]
+    table: dict[str, Any] = {v: {k: {"accuracy": sum(c) / len(c), "n": len(c)}
+                                 for k, c in groups.items()} for v, groups in acc.items()}
+    chance: dict[str, list[float]] = defaultdict(list)
+    for rec in records:
+        for key in (rec["family"], rec["kind"], "all"):
+            chance[key].append(rec["chance"])
+    table["chance"] = {k: {"accuracy": sum(c) / len(c), "n": len(c)} for k, c in chance.items()}
+    return {"accuracy": table, "tokens": tokens}
+
+
+def markdown(summary: dict[str, Any], variants: list[str]) -> str:
+    table = summary["accuracy"]
+    kinds = sorted({k for v in table.values() for k in v} - {*FAMILIES, "all"})
+    cols = ["all", *FAMILIES, *kinds]
+    lines = ["| variant | visual tokens | " + " | ".join(cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for name in [*variants, "chance"]:
+        row = table[name]
+        cells = [f"{row[c]['accuracy']:.3f}" if c in row else "-" for c in cols]
+        lines.append(f"| {name} | {summary['tokens'].get(name, '-')} | " + " | ".join(cells) + " |")
+    counts = table["chance"]
+    lines.append("| n (clips) | | " + " | ".join(str(counts[c]["n"]) if c in counts else "-"
+                                                 for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import vidlm
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, default=Path("data/demo"))
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None, help="balanced subset size")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--max-new-tokens", type=int, default=3,
+                        help="3 suffices for exact match: answers are at most 2 tokens + EOS")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    torch.manual_seed(0)
+    model = vidlm.load(args.model)
+    records = balanced_subset(json.loads((args.data / f"{args.split}.json").read_text()),
+                              args.limit)
+    start = time.perf_counter()
+    rows = evaluate(model, records, args.data, variants=variants,
+                    max_new_tokens=args.max_new_tokens)
+    summary = summarise(rows, records)
+    summary.update(model=str(args.model), data=str(args.data), split=args.split,
+                   clips=len(records), seconds=round(time.perf_counter() - start, 1))
+    print(markdown(summary, variants))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
