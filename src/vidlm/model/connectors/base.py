@@ -15,7 +15,6 @@ to its config class and module class.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,11 +161,6 @@ def build_connector(config: ConnectorConfig, *, vision_dim: int, lm_dim: int) ->
             f"connector {config.name!r} needs a {config_class.__name__}, "
             f"got {type(config).__name__}")
     return module_class(config, vision_dim=vision_dim, lm_dim=lm_dim)
-
-
-def copy_config(config: ConnectorConfig, **changes: Any) -> ConnectorConfig:
-    """A copy of ``config`` with ``changes`` applied (validated again)."""
-    return dataclasses.replace(config, **changes)
 
 
 # ---- shared checks and shape helpers -------------------------------------------------------
