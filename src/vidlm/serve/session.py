@@ -41,10 +41,12 @@ class ChatSession:
         self.generation = dict(generation or {})
         self.history: list[dict[str, str]] = []
         self.visual: VisualTokens | None = None
+        self.connector_config = model.config.connector  # the one that produced the tokens
 
     def start(self) -> EncodeReport:
         """Encode the video (or fetch it from the cache). Raises ``VideoError`` on a bad file."""
         t0 = time.perf_counter()
+        self.connector_config = self.model.config.connector
         cached = self.encoder.lookup(self.video, self.sampling)
         self.visual = cached or self.encoder.encode(self.video, self.sampling)
         return EncodeReport(self.visual.num_frames, self.visual.num_tokens,
@@ -85,7 +87,7 @@ class ChatSession:
     # ---- frames ----------------------------------------------------------------------
     def budget(self) -> TokenBudget:
         tower = self.model.vision_tower
-        return token_budget(self.encoded().num_frames, tower.grid, self.model.config.connector,
+        return token_budget(self.encoded().num_frames, tower.grid, self.connector_config,
                             context_length=self.model.context_length, has_cls=tower.outputs_cls)
 
     def frame_table(self) -> list[tuple[int, float, str]]:
