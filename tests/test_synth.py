@@ -166,3 +166,9 @@ def test_cli_run_writes_the_dataset(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_bad_settings_raise_data_error(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(DataError, match="invalid synth settings"):
         generate_dataset(tmp_path, SynthConfig(**bad), progress=False)
+
+
+def test_a_split_does_not_depend_on_the_other_splits_sizes(small: Path, tmp_path: Path) -> None:
+    generate_dataset(tmp_path, SynthConfig(num_train=0, num_val=0, num_test=SMALL.num_test,
+                                           seed=SMALL.seed), progress=False)
+    assert (tmp_path / "test.json").read_bytes() == (small / "test.json").read_bytes()
