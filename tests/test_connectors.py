@@ -281,6 +281,23 @@ def test_llava_projector_weights_load_by_name() -> None:
     assert torch.equal(sf.state_dict()["projector.linear_2.weight"], src["linear_2.weight"])
 
 
+@pytest.mark.parametrize(("act", "bias"), [("gelu", True), ("gelu_pytorch_tanh", False)])
+def test_mlp2x_gelu_equals_transformers_llava_projector(act: str, bias: bool) -> None:
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+    torch.manual_seed(12)
+    hf_config = LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=D).to_dict(),
+                            text_config=LlamaConfig(hidden_size=D_LM).to_dict(),
+                            projector_hidden_act=act, multimodal_projector_bias=bias)
+    theirs = LlavaMultiModalProjector(hf_config).eval()
+    ours = build_connector(MLP2xGeluConfig(hidden_act=act, bias=bias), vision_dim=D, lm_dim=D_LM)
+    ours.load_state_dict(theirs.state_dict(), strict=True)  # loads by name, nothing renamed
+    x = features(2, 3, (2, 2), has_cls=False)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x).reshape(2, 12, D_LM), rtol=0, atol=1e-6)
+
+
 def test_mlp_from_projector_shares_parameters() -> None:
     base = MLP2xGeluConnector(MLP2xGeluConfig(), vision_dim=D, lm_dim=D_LM)
     twin = MLP2xGeluConnector.from_projector(MLP2xGeluConfig(), base)
