@@ -81,12 +81,12 @@ def _text(kind: str, vocab_size: int) -> Any:
                tie_word_embeddings=False)
 
 
-def _spread_weights(model: torch.nn.Module, seed: int) -> None:
-    """Re-draw every weight reproducibly: std 0.1 around 0, norm scales around 1."""
+def _spread_weights(model: torch.nn.Module, seed: int, std: float = 0.1) -> None:
+    """Re-draw every weight reproducibly: ``std`` around 0, norm scales around 1."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen) * 0.1
+            noise = torch.randn(p.shape, generator=gen) * std
             is_scale = p.dim() == 1 and name.endswith("weight")
             p.copy_(noise + 1.0 if is_scale else noise)
 
@@ -772,3 +772,84 @@ def test_connector_config_errors() -> None:
     with pytest.raises(ConfigError, match="image_grid_pinpoints"):
         connector_config_from_dict({"name": "onevision"}).image_num_tokens((10, 10), (4, 4),
                                                                            tile=32)
+
+
+# ---- real geometry (published input sizes and widths, 2 layers each) ----------------------
+
+
+def _real_siglip() -> SiglipVisionConfig:
+    """SigLIP-so400m's geometry (384 px, patch 14: 27x27; width 1152), 2 layers."""
+    return SiglipVisionConfig(image_size=384, patch_size=14, hidden_size=1152,
+                              intermediate_size=4304, num_hidden_layers=2,
+                              num_attention_heads=16, vision_use_head=False)
+
+
+def _real_clip() -> CLIPVisionConfig:
+    """CLIP ViT-L/14-336's geometry (336 px, patch 14: 24x24; width 1024), 2 layers."""
+    return CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=1024,
+                            intermediate_size=4096, num_hidden_layers=2, num_attention_heads=16)
+
+
+def _real_text(kind: str, vocab: int, hidden: int, inter: int, heads: int, kv: int) -> Any:
+    cls = LlamaConfig if kind == "llama" else Qwen2Config
+    return cls(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
+               num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=kv,
+               max_position_embeddings=8192)
+
+
+@pytest.mark.slow
+def test_real_geometry_parity(tmp_path: Path) -> None:
+    """LLaVA-1.5 (576 tokens), OneVision (27x27 -> 14x14 + newline; anyres with the 36
+    default pinpoints) and NeXT-Video (24x24 -> 12x12) at their published sizes."""
+    tok = tiny_tokenizer()
+    image_id, video_id = tok.convert_tokens_to_ids(["<image>", "<video>"])
+    cases = [
+        ("llava", LlavaForConditionalGeneration(LlavaConfig(
+            vision_config=_real_clip().to_dict(), image_token_index=image_id,
+            text_config=_real_text("llama", len(tok), 1024, 2816, 8, 8).to_dict())), 336),
+        ("onevision", LlavaOnevisionForConditionalGeneration(LlavaOnevisionConfig(
+            vision_config=_real_siglip().to_dict(), image_token_index=image_id,
+            video_token_index=video_id, vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            text_config=_real_text("qwen2", len(tok), 896, 4864, 14, 2).to_dict())), 384),
+        ("next_video", LlavaNextVideoForConditionalGeneration(LlavaNextVideoConfig(
+            vision_config=_real_clip().to_dict(), image_token_index=image_id,
+            video_token_index=video_id,
+            text_config=_real_text("llama", len(tok), 1024, 2816, 8, 8).to_dict())), 336),
+    ]
+    for name, hf, size in cases:
+        hf.eval()
+        _spread_weights(hf, seed=30, std=0.02)  # the usual init scale at these widths
+        _save(hf, tok, tmp_path / name)
+        model = load_hf_checkpoint(tmp_path / name)
+        frames = 1 if name == "llava" else 3
+        pix = _pixels(frames, size, seed=31)
+        count = {"llava": 576, "onevision": frames * 196 + 1, "next_video": frames * 144}[name]
+        assert model.num_visual_tokens(frames) == count
+        ids = _prompt(image_id if name == "llava" else video_id, [count])
+        visual = {"pixel_values": pix} if name == "llava" else {"pixel_values_videos": pix[None]}
+        with torch.no_grad():
+            want = hf(input_ids=ids, **visual).logits
+            got = model(ids, pixel_values=[pix]).logits
+            other = hf(input_ids=ids, **{k: v.flip(-1) for k, v in visual.items()}).logits
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        _assert_sensitive(want, other)
+
+    from transformers import LlavaOnevisionImageProcessor
+
+    from vidlm.model.hf_interop import encode_anyres_image
+
+    hf, model = cases[1][1], load_hf_checkpoint(tmp_path / "onevision")
+    processor = LlavaOnevisionImageProcessor()  # 384 px, the 36 default pinpoints
+    for height, width in [(480, 640), (300, 1500)]:
+        image = torch.randint(0, 256, (height, width, 3), generator=torch.Generator()
+                              .manual_seed(height), dtype=torch.uint8).numpy()
+        inputs = processor(images=[image], return_tensors="pt")
+        visual = encode_anyres_image(model, image)
+        ids = _prompt(image_id, [visual.num_tokens])
+        with torch.no_grad():
+            want = hf(input_ids=ids, pixel_values=inputs["pixel_values"],
+                      image_sizes=inputs["image_sizes"]).logits
+            got = model(ids.masked_fill(ids == image_id, model.placeholder_id),
+                        visual_tokens=[visual.tokens]).logits
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)

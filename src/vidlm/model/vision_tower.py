@@ -35,8 +35,8 @@ class VisionTower(nn.Module):
         self.hidden_size: int = int(enc_cfg.hidden_size)
         self.patch_size: int = int(enc_cfg.patch_size)
         self.has_cls: bool = _has_cls_token(encoder)
-        if config.image_size % self.patch_size:
-            raise ConfigError(f"vision_tower.image_size {config.image_size} is not a multiple of "
+        if config.image_size < self.patch_size:  # the patch convolution floors: 384 / 14 -> 27
+            raise ConfigError(f"vision_tower.image_size {config.image_size} is smaller than "
                               f"the encoder's patch size {self.patch_size}")
         native = int(getattr(enc_cfg, "image_size", config.image_size))
         if native != config.image_size:
