@@ -138,15 +138,26 @@ class TrainRecipe:
         if strategy == "fsdp" and os.environ.get("ACCELERATE_USE_FSDP") is None:
             from accelerate.utils import FullyShardedDataParallelPlugin
 
-            kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
+            kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            # DeepSpeed runs the accumulation itself: it must know the number of micro-steps
+            kwargs["gradient_accumulation_steps"] = self._accumulation_steps(
+                world=int(os.environ.get("WORLD_SIZE", "1")))
         return Accelerator(**kwargs)
 
-    def _accumulation_steps(self) -> int:
-        per_step = self.cfg.micro_batch_size * self.world
+    @property
+    def _sharded(self) -> str | None:
+        """``"fsdp"``/``"deepspeed"`` when the weights are sharded across ranks."""
+        kind = str(self.accelerator.distributed_type).rsplit(".", 1)[-1]
+        return {"FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(kind)
+
+    def _accumulation_steps(self, world: int | None = None) -> int:
+        world = world or self.world
+        per_step = self.cfg.micro_batch_size * world
         if self.cfg.global_batch_size % per_step:
             raise ConfigError(
                 f"global_batch_size {self.cfg.global_batch_size} is not a multiple of "
-                f"micro_batch_size {self.cfg.micro_batch_size} x {self.world} process(es)")
+                f"micro_batch_size {self.cfg.micro_batch_size} x {world} process(es)")
         return self.cfg.global_batch_size // per_step
 
     def _setup_data(self, model: Any) -> None:
@@ -199,10 +210,13 @@ class TrainRecipe:
         )
 
         loaded = ckpt.load(folder)
-        opts = StateDictOptions(full_state_dict=True, strict=False)
-        set_model_state_dict(self.objective, loaded.trainable, options=opts)
-        set_optimizer_state_dict(self.objective, self.optimizer, loaded.optimizer,
-                                 options=StateDictOptions(full_state_dict=True))
+        if self._sharded == "deepspeed":
+            self.objective.load_checkpoint(str(folder / "engine"), tag="state")
+        else:
+            opts = StateDictOptions(full_state_dict=True, strict=False)
+            set_model_state_dict(self.objective, loaded.trainable, options=opts)
+            set_optimizer_state_dict(self.objective, self.optimizer, loaded.optimizer,
+                                     options=StateDictOptions(full_state_dict=True))
         self.scheduler.load_state_dict(loaded.state.scheduler)
         self.state = loaded.state
         self.skipped = Counter(loaded.state.skipped)
@@ -219,13 +233,14 @@ class TrainRecipe:
         while self.state.step < self.total_steps:
             t0 = time.perf_counter()
             group = [next(batches) for _ in range(self.accum)]
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             loss, grad_norm, counts = self._optimizer_step(group)
             self.state.step += 1
             self.last_loss = loss
             seconds = time.perf_counter() - t0
             if self.state.step % cfg.log_every == 0 or self.state.step == self.total_steps:
                 self.metrics.train_step(
-                    self.state.step, loss=loss, lr=self.scheduler.get_last_lr()[0],
+                    self.state.step, loss=loss, lr=lr,
                     grad_norm=grad_norm, tokens_per_s=counts["tokens"] / seconds,
                     samples_per_s=counts["samples"] / seconds, epoch=self.state.epoch)
             if self.eval_set is not None and cfg.eval_every and \
@@ -256,6 +271,9 @@ class TrainRecipe:
                              dtype=torch.long, device=acc.device)
         total = acc.reduce(local, reduction="sum") if self.world > 1 else local
         label_tokens = max(1, int(total[0]))
+        # DDP/FSDP average gradients over ranks (x world); DeepSpeed also divides by
+        # the accumulation steps (x accum): both undone so the sum is over the global batch
+        scale = self.world / label_tokens * (self.accum if self._sharded == "deepspeed" else 1)
         loss_sum = torch.zeros((), device=acc.device)
         for i, batch in enumerate(group):
             visuals = self._visual_inputs(batch.visuals)
@@ -263,10 +281,11 @@ class TrainRecipe:
             ctx = acc.no_sync(self.objective) if not sync else _nullcontext()
             with ctx, acc.autocast():
                 out = self.objective(batch.input_ids, batch.attention_mask, batch.labels, visuals)
-                acc.backward(out.loss_sum * (self.world / label_tokens))
+                acc.backward(out.loss_sum * scale)
             loss_sum += out.loss_sum.detach()
         max_norm = self.cfg.optim.max_grad_norm if self.cfg.optim.max_grad_norm > 0 else math.inf
         grad_norm = acc.clip_grad_norm_(self.objective.parameters(), max_norm)
+        grad_norm = float("nan") if grad_norm is None else grad_norm
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -336,26 +355,21 @@ class TrainRecipe:
 
     def save(self) -> Path:
         """An atomic checkpoint of the current step (all ranks must call it)."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-            get_optimizer_state_dict,
-        )
-
         acc = self.accelerator
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        full = get_model_state_dict(self.objective, options=opts)
-        optim = get_optimizer_state_dict(self.objective, self.optimizer, options=opts)
-        trainable = {n for n, p in self.objective.named_parameters() if p.requires_grad}
-        trainable = {_plain_name(n) for n in trainable}
-        self.state.scheduler = self.scheduler.state_dict()
         step = self.state.step
+        self.state.scheduler = self.scheduler.state_dict()
         tmp = ckpt.tmp_folder(self.output_dir, step)
+        if self._sharded == "deepspeed":
+            trainable, optim = {}, {}  # DeepSpeed's own sharded files, under tmp/engine
+        else:
+            trainable, optim = self._full_trainable_state()
         if self.is_main:
             ckpt.begin(self.output_dir, step)
-            ckpt.write_main(tmp, trainable={k: v for k, v in full.items() if k in trainable},
-                            optimizer=optim, state=self.state, config=self.cfg)
+            ckpt.write_main(tmp, trainable=trainable, optimizer=optim, state=self.state,
+                            config=self.cfg)
         acc.wait_for_everyone()
+        if self._sharded == "deepspeed":
+            self.objective.save_checkpoint(str(tmp / "engine"), tag="state")
         ckpt.write_rng(tmp, self.rank)
         acc.wait_for_everyone()
         final = tmp
@@ -364,6 +378,21 @@ class TrainRecipe:
             self.metrics.write("checkpoint", step=step, path=str(final))
         acc.wait_for_everyone()
         return final
+
+    def _full_trainable_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Unsharded trainable weights and optimizer state keyed by parameter name
+        (works for a plain module, DDP and FSDP; gathered on every rank, on CPU)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = get_model_state_dict(self.objective, options=opts)
+        optim = get_optimizer_state_dict(self.objective, self.optimizer, options=opts)
+        names = {_plain_name(n) for n, p in self.objective.named_parameters() if p.requires_grad}
+        return {k: v for k, v in full.items() if k in names}, optim
 
     def export(self) -> Path | None:
         """Write ``OUTPUT/final``: a plain vidlm checkpoint (``vidlm.load`` / ``vidlm ask``).
@@ -375,10 +404,9 @@ class TrainRecipe:
         """
         from vidlm.train import lora
 
-        self.accelerator.wait_for_everyone()
+        model = self._model_for_export()
         if not self.is_main:
             return None
-        model = self.accelerator.unwrap_model(self.objective).model
         final = self.output_dir / "final"
         if lora.is_lora(model):
             lora.save_adapter(model, self.output_dir / "final_adapter")
@@ -389,6 +417,27 @@ class TrainRecipe:
         model.save_pretrained(final)
         self.metrics.write("export", step=self.state.step, path=str(final))
         return final
+
+    def _model_for_export(self) -> Any:
+        """The trained VideoLM with full weights on the main process.
+
+        Sharded engines (FSDP, DeepSpeed ZeRO-3) hold only a shard per rank: the full
+        state is gathered and loaded into a fresh copy of the base model.
+        """
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if self._sharded is None:
+            return acc.unwrap_model(self.objective).model
+        state = acc.get_state_dict(self.objective)  # full on the main process
+        if not self.is_main:
+            return None
+        model = _load_model(self.cfg.model.path)
+        if self.cfg.stage == "lora":
+            from vidlm.train.lora import add_lora
+
+            add_lora(model, self.cfg.lora)
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+        return model
 
     # ---- cleanup --------------------------------------------------------------------------
 
