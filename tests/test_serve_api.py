@@ -11,6 +11,7 @@ import http.server
 import io
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -328,3 +329,35 @@ def test_allow_url_fetches_with_limits(model: Any, small_mp4: Path) -> None:
     finally:
         origin.shutdown()
         origin.server_close()
+
+
+def test_client_disconnect_stops_generation(server: Any, client: openai.OpenAI,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidlm.serve.backend as backend_module
+
+    steps: list[int] = []
+    original = backend_module.decode_steps
+
+    def counting(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for step in original(*args, **kwargs):
+            steps.append(step[0])
+            yield step
+
+    monkeypatch.setattr(backend_module, "decode_steps", counting)
+    full = _ask(client, max_tokens=64, extra_body={"num_frames": 3})
+    assert full.usage.completion_tokens == len(steps) > 20  # long enough to cut short
+    steps.clear()
+    body = {"model": NAME, "messages": _video_msg("clips/small.mp4"), "stream": True,
+            "max_tokens": 64, "num_frames": 3}
+    with httpx.stream("POST", server.state.base_url + "/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as resp:
+        lines = resp.iter_lines()
+        next(lines)
+        next(lines)  # role chunk, first content chunk: then hang up
+    worker = server.state.worker
+    deadline = time.monotonic() + 30
+    while worker.load and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.load == 0
+    assert len(steps) < full.usage.completion_tokens  # it stopped early
+    assert _ask(client).choices[0].message.content is not None
