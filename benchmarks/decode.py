@@ -6,8 +6,9 @@ Jobs, each on a 60-minute 640x360 and a 10-minute 1280x720 H.264 file:
 * ``uniform64``: 64 frames at the middles of 64 equal segments.
 
 Frames are returned at 384x384 (FFmpeg's scaler). Every measurement runs in its own
-subprocess; wall time and the child's peak RSS (``ru_maxrss`` from ``os.wait4``) are
-reported, with each one's ratio to the ffmpeg floor measured in the same run.
+subprocess; wall time, CPU time and the child's peak RSS (``ru_maxrss`` from
+``os.wait4``) are reported, with each one's ratio to the ffmpeg floor measured in the
+same run.
 
     nice python benchmarks/decode.py [--long360 V] [--long720 V] [--json out.json]
 
@@ -43,6 +44,7 @@ class Result:
     job: str
     method: str
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
     frames: int
     ratio_to_floor: float | None = None
@@ -116,9 +118,10 @@ def run_worker(method: str, job: str, path: str) -> None:
 
 # ---- the driver ----
 
-def measure_child(cmd: list[str]) -> tuple[float, float, str]:
-    """``(wall seconds, peak RSS MB, stdout)`` of one child, reaped with ``wait4`` so the
-    resource usage is that child's alone."""
+def measure_child(cmd: list[str]) -> tuple[float, float, float, str]:
+    """``(wall seconds, CPU seconds, peak RSS MB, stdout)`` of one child, reaped with
+    ``wait4`` so the resource usage is that child's alone. CPU time (user + system, all
+    threads) is the steadier number on a machine shared with other work."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
@@ -128,42 +131,49 @@ def measure_child(cmd: list[str]) -> tuple[float, float, str]:
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024.0, out
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, out
 
 
 def bench_video(name: str, path: Path, methods: list[str], jobs: list[str]) -> list[Result]:
     results: list[Result] = []
     floor = None
     if "ffmpeg_floor" in methods:
-        secs, rss, _ = measure_child(["ffmpeg", "-hide_banner", "-loglevel", "error", "-threads",
-                                      "2", "-i", str(path), "-f", "null", "-"])
+        secs, cpu, rss, _ = measure_child(["ffmpeg", "-hide_banner", "-loglevel", "error",
+                                           "-threads", "2", "-i", str(path), "-f", "null", "-"])
         floor = secs
-        results.append(Result(name, "decode all", "ffmpeg_floor", secs, rss, 0, 1.0))
-        print(f"{name:11} {'decode all':10} {'ffmpeg_floor':21} {secs:8.1f} s {rss:7.0f} MB",
-              file=sys.stderr, flush=True)
+        results.append(Result(name, "decode all", "ffmpeg_floor", secs, cpu, rss, 0, 1.0))
+        print(f"{name:11} {'decode all':10} {'ffmpeg_floor':21} {secs:8.1f} s {cpu:8.1f} cpu-s "
+              f"{rss:7.0f} MB", file=sys.stderr, flush=True)
     for job in jobs:
         for method in methods:
             if method == "ffmpeg_floor":
                 continue
             cmd = [sys.executable, __file__, "--worker", method, job, str(path)]
-            secs, rss, out = measure_child(cmd)
+            secs, cpu, rss, out = measure_child(cmd)
             ratio = secs / floor if floor else None
-            results.append(Result(name, job, method, secs, rss, int(out.strip() or 0), ratio))
-            print(f"{name:11} {job:10} {method:21} {secs:8.1f} s {rss:7.0f} MB "
-                  f"{int(out.strip() or 0):6d} frames", file=sys.stderr, flush=True)
+            frames = int(out.strip() or 0)
+            results.append(Result(name, job, method, secs, cpu, rss, frames, ratio))
+            print(f"{name:11} {job:10} {method:21} {secs:8.1f} s {cpu:8.1f} cpu-s {rss:7.0f} MB "
+                  f"{frames:6d} frames", file=sys.stderr, flush=True)
     return results
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| video | job | method | wall s | peak RSS MB | frames | / floor | vs sequential |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    seq = {(r.video, r.job): r.seconds for r in results if r.method == "pyav_sequential"}
+    lines = ["| video | job | method | wall s | CPU s | peak RSS MB | frames | wall / floor "
+             "| CPU / floor | vs sequential (wall, CPU) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    seq = {(r.video, r.job): r for r in results if r.method == "pyav_sequential"}
+    floor_cpu = {r.video: r.cpu_seconds for r in results if r.method == "ffmpeg_floor"}
     for r in results:
         ratio = f"{r.ratio_to_floor:.2f}" if r.ratio_to_floor is not None else "-"
+        fc = floor_cpu.get(r.video)
+        cpu_ratio = f"{r.cpu_seconds / fc:.2f}" if fc else "-"
         base = seq.get((r.video, r.job))
-        speed = f"{base / r.seconds:.1f}x" if base and r.method.startswith("vidlm") else "-"
+        speed = (f"{base.seconds / r.seconds:.1f}x, {base.cpu_seconds / r.cpu_seconds:.1f}x"
+                 if base and r.method.startswith("vidlm") else "-")
         lines.append(f"| {r.video} | {r.job} | {r.method} | {r.seconds:.1f} | "
-                     f"{r.peak_rss_mb:.0f} | {r.frames or '-'} | {ratio} | {speed} |")
+                     f"{r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {r.frames or '-'} | {ratio} "
+                     f"| {cpu_ratio} | {speed} |")
     return "\n".join(lines)
 
 
