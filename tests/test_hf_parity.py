@@ -363,6 +363,22 @@ def test_mapped_configs(tmp_path: Path) -> None:
     assert type(model.language_model).__name__ == "Qwen2ForCausalLM"
 
 
+def test_processor_configs_set_normalisation_and_squaring(tmp_path: Path) -> None:
+    from transformers import LlavaImageProcessor, LlavaOnevisionImageProcessor
+
+    build_llava(tmp_path / "llava")
+    LlavaImageProcessor(do_pad=True, image_mean=[0.1, 0.2, 0.3], image_std=[0.4, 0.5, 0.6]
+                        ).save_pretrained(tmp_path / "llava")
+    vt = load_hf_checkpoint(tmp_path / "llava").config.vision_tower
+    assert (vt.resize, vt.mean, vt.std) == ("pad", (0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+
+    build_onevision(tmp_path / "ov")  # do_pad here pads the batch of tiles, not the image
+    LlavaOnevisionImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3
+                                 ).save_pretrained(tmp_path / "ov")
+    vt = load_hf_checkpoint(tmp_path / "ov").config.vision_tower
+    assert (vt.resize, vt.mean, vt.std) == ("stretch", (0.5,) * 3, (0.5,) * 3)
+
+
 def test_unsupported_architecture_is_a_clear_error(tmp_path: Path) -> None:
     build_llava(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())

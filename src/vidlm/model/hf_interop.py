@@ -459,8 +459,8 @@ def build_hf_connector(config: ConnectorConfig, parts: dict[str, dict[str, torch
     The projector weights always load. OneVision's ``image_newline`` and NeXT-Video's
     conv ``vision_resampler`` load when the format's own connector is used; otherwise
     they are unused (logged; NeXT-Video's ``image_newline`` serves only its anyres image
-    path, which vidlm does not implement). Other learned parts of a swapped-in connector (a SlowFast
-    separator) keep their fresh initialisation.
+    path, which vidlm does not implement). Other learned parts of a swapped-in connector
+    (a SlowFast separator) keep their fresh initialisation.
     """
     module = build_connector(config, vision_dim=vision_dim, lm_dim=lm_dim)
     projector = module if isinstance(module, MLP2xGeluConnector) else module.projector
@@ -569,14 +569,22 @@ def preprocessing(folder: Path, fmt: HFFormat
             raise UnsupportedCheckpointError(f"{path}: cannot read: {exc}") from exc
         mean = tuple(float(x) for x in raw.get("image_mean", OPENAI_CLIP_MEAN))
         std = tuple(float(x) for x in raw.get("image_std", OPENAI_CLIP_STD))
-        if raw.get("do_pad"):
-            resize = "pad"
-        elif raw.get("do_center_crop"):
-            resize = "crop"
-        else:
-            resize = "stretch"
-        return mean, std, resize  # type: ignore[return-value]
+        return mean, std, _resize_mode(raw)  # type: ignore[return-value]
     return OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, fmt.default_resize
+
+
+def _resize_mode(raw: Mapping[str, Any]) -> Literal["pad", "crop", "stretch"]:
+    """How a processor config makes frames square.
+
+    ``do_pad`` means "pad to a square" only for ``LlavaImageProcessor``; for the
+    LLaVA-NeXT/OneVision processors it pads the batch of tiles, not the image.
+    """
+    kind = str(raw.get("image_processor_type") or raw.get("video_processor_type") or "")
+    if raw.get("do_pad") and kind.startswith("LlavaImageProcessor"):
+        return "pad"
+    if raw.get("do_center_crop"):
+        return "crop"
+    return "stretch"
 
 
 def _sampling(sampling: SamplingConfig | Mapping[str, Any] | None, fmt: HFFormat
