@@ -149,15 +149,18 @@ def summary_markdown(session: ChatSession, seconds: float, from_cache: bool) -> 
             f"frame times (s): {stamps}{' ...' if budget.num_frames > 12 else ''}")
 
 
-def sample_videos(folders: list[Path]) -> list[str]:
-    found: list[str] = []
+def sample_videos(folders: list[Path]) -> list[tuple[str, str]]:
+    """``(file name, path)`` of the videos in ``folders`` (the pick list's label and value)."""
+    found: list[tuple[str, str]] = []
     for folder in folders:
         if folder.is_dir():
-            found += sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            found += sorted((p.name, str(p)) for p in folder.iterdir()
+                            if p.suffix.lower() in VIDEO_SUFFIXES)
     return found
 
 
-def build_demo(backend: DemoBackend, *, samples: list[str] | None = None) -> gr.Blocks:
+def build_demo(backend: DemoBackend, *,
+               samples: list[tuple[str, str]] | None = None) -> gr.Blocks:
     import gradio as gr
 
     samples = samples or []
