@@ -145,5 +145,30 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     data = load_yaml(path)  # YAML is a superset of JSON
     data = apply_overrides(data, list(overrides or []))
     cfg = from_dict(TrainConfig, data, where=str(path))
+    _fix_numbers(cfg, str(path))
     cfg.validate()
     return cfg
+
+
+def _fix_numbers(cfg: object, where: str) -> None:
+    """YAML reads ``5e-4`` (no dot) as a string: turn such values of float/int fields
+    into numbers, and reject any other string there with a clear error."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            _fix_numbers(value, f"{where}: {f.name}")
+            continue
+        kinds = {a for a in (typing.get_args(hints[f.name]) or (hints[f.name],))
+                 if a in (int, float)}
+        if not kinds or not isinstance(value, str):
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {f.name} must be a number, got {value!r}") from None
+        setattr(cfg, f.name, int(number) if float not in kinds and number.is_integer()
+                else number)

@@ -1,0 +1,148 @@
+"""Training building blocks: schedule, sampler, stage presets, checkpoints, config."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidlm.errors import ConfigError
+from vidlm.train import checkpoint as ckpt
+from vidlm.train.config import TrainConfig, load_train_config
+from vidlm.train.sampler import ResumableSampler
+from vidlm.train.schedule import cosine_factor, cosine_with_warmup, warmup_steps_for
+from vidlm.train.stages import param_groups
+
+
+def test_warmup_then_cosine() -> None:
+    f = [cosine_factor(s, total_steps=10, warmup=2, min_ratio=0.1) for s in range(10)]
+    assert f[0] == pytest.approx(1 / 3) and f[1] == pytest.approx(2 / 3)
+    assert f[2] == pytest.approx(1.0)
+    assert f[6] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a > b for a, b in itertools.pairwise(f[2:]))
+    assert cosine_factor(10, total_steps=10, warmup=2, min_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_steps_for(1000, warmup_steps=0, warmup_ratio=0.03) == 30
+    assert warmup_steps_for(1000, warmup_steps=5, warmup_ratio=0.03) == 5
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = cosine_with_warmup(opt, total_steps=10, warmup=2)
+    lrs = []
+    for _ in range(3):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
+
+
+def test_sampler_global_order_is_world_size_independent() -> None:
+    one = ResumableSampler(10, seed=3)
+    two = [ResumableSampler(10, rank=r, world_size=2, seed=3) for r in range(2)]
+    order = list(one)
+    assert sorted(order) == list(range(10)) and order != list(range(10))
+    per_rank = [list(s) for s in two]
+    interleaved = [per_rank[i % 2][i // 2] for i in range(10)]
+    assert interleaved == order
+    one.set_position(epoch=0, start_item=4)
+    assert list(one) == order[4:]
+    one.set_position(epoch=1)
+    assert list(one) != order  # a new permutation per epoch
+    odd = [list(ResumableSampler(5, rank=r, world_size=2, shuffle=False)) for r in range(2)]
+    assert odd == [[0, 2, 4], [1, 3, 0]]  # padded by wrapping, equal length per rank
+
+
+@pytest.fixture(scope="module")
+def model():
+    from vidlm.testing import tiny_videolm
+
+    return tiny_videolm(num_frames=2)
+
+
+def _trainable(model) -> set[str]:
+    return {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_stage_presets_choose_parts_and_lrs(model) -> None:
+    cfg = TrainConfig(stage="align")
+    groups = param_groups(model, cfg)
+    assert _trainable(model) == {"connector"} and {g["lr"] for g in groups} == {1e-3}
+    cfg = TrainConfig(stage="sft")
+    cfg.optim.weight_decay = 0.1
+    groups = param_groups(model, cfg)
+    assert _trainable(model) == {"connector", "language_model"}
+    assert {g["lr"] for g in groups} == {2e-5}
+    assert all(p.ndim < 2 for g in groups if g["weight_decay"] == 0 for p in g["params"])
+    cfg = TrainConfig(stage="sft", train_vision_tower=True)
+    cfg.optim.vision_lr = 1e-6
+    groups = param_groups(model, cfg)
+    assert _trainable(model) == {"connector", "language_model", "vision_tower"}
+    assert {g["lr"] for g in groups if g["name"].startswith("vision")} == {1e-6}
+    model.vision_tower.freeze()
+    model.vision_tower.config.frozen = True
+
+
+def test_lora_stage_trains_adapters_and_connector_only() -> None:
+    from vidlm.testing import tiny_videolm
+
+    m = tiny_videolm(num_frames=2)
+    groups = param_groups(m, TrainConfig(stage="lora"))
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert names and all(n.startswith("connector.") or "lora_" in n for n in names)
+    assert any("lora_" in n for n in names)
+    assert {g["lr"] for g in groups} == {2e-4}
+    cfg = TrainConfig(stage="lora")
+    cfg.lora.target_modules = ["nope_proj"]
+    with pytest.raises(ConfigError, match="nope_proj"):
+        param_groups(tiny_videolm(num_frames=2), cfg)
+
+
+def test_checkpoint_atomic_commit_keep_last_and_roundtrip(tmp_path: Path) -> None:
+    cfg = TrainConfig()
+    cfg.model.path, cfg.data.train = "m", "d"
+    for step in (1, 2, 3):
+        tmp = ckpt.begin(tmp_path, step)
+        state = ckpt.TrainerState(step=step, epoch=1, batch_in_epoch=step * 2,
+                                  scheduler={"last_epoch": step})
+        ckpt.write_main(tmp, trainable={"w": torch.full((2,), float(step))},
+                        optimizer={"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": []},
+                        state=state, config=cfg)
+        ckpt.write_rng(tmp, 0)
+        previous = tmp_path / "checkpoints" / f"step_{step - 1:08d}"
+        assert ckpt.latest_checkpoint(tmp_path) == (None if step == 1 else previous)
+        ckpt.commit(tmp_path, step, keep_last=2)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
+    ckpt.begin(tmp_path, 4)  # a crash while writing step 4 leaves only a .tmp folder
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert latest is not None and latest.name == "step_00000003"
+    loaded = ckpt.load(latest)
+    assert loaded.state.batch_in_epoch == 6 and torch.equal(loaded.trainable["w"],
+                                                            torch.full((2,), 3.0))
+    assert (latest / "train_config.json").is_file()
+    torch.manual_seed(5)
+    ckpt.write_rng(latest, 1)
+    expected = torch.rand(3)
+    torch.manual_seed(99)
+    ckpt.load_rng(latest, 1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_config_yaml_overrides_and_checks(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: align\nmodel: {path: m}\ndata: {train: t.json}\n")
+    cfg = load_train_config(path, ["optim.lr=5e-4", "data.num_workers=2", "optim.betas=[0.9,0.95]"])
+    assert (cfg.stage, cfg.optim.lr, cfg.data.num_workers) == ("align", 5e-4, 2)
+    assert cfg.optim.betas == (0.9, 0.95)
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_train_config(path, ["optim.learning_rate=1"])
+    with pytest.raises(ConfigError, match="frozen vision tower"):
+        load_train_config(path, ["stage=sft", "train_vision_tower=true", "data.feature_cache=x"])
+
+
+def test_shipped_configs_load() -> None:
+    root = Path(__file__).parent.parent / "configs" / "train"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"align", "sft", "lora"}
+    for f in files:
+        cfg = load_train_config(f)
+        assert cfg.stage in {"align", "sft", "lora"}
