@@ -196,3 +196,21 @@ def test_fallback_template_only_without_a_tokenizer_template() -> None:
     v = m.encode_video(make_frames(1))
     inputs = m.build_inputs([{"role": "user", "content": "<image> Hi"}], [v])
     assert int((inputs["input_ids"] == m.placeholder_id).sum()) == v.num_tokens
+
+
+def test_training_step_reaches_connector_and_lm_not_frozen_tower() -> None:
+    m = tiny_videolm("slowfast", slow_frames=2, fast_grid=2, separator=True)
+    m.train()
+    assert not m.vision_tower.encoder.training and m.language_model.training
+    frames = make_frames(4, seed=12)
+    visual_len = m.num_visual_tokens(4)
+    text = m.build_inputs([{"role": "user", "content": "<video> hi"}],
+                          [VisualTokens(tokens=torch.zeros(visual_len, m.lm_dim),
+                                        num_frames=4)])
+    ids = text["input_ids"]
+    out = m(ids, labels=ids.clone(), pixel_values=[m.preprocess(frames.frames)])
+    out.loss.backward()
+    assert m.connector.projector.linear_1.weight.grad is not None
+    assert m.connector.separator.grad is not None
+    assert m.language_model.get_input_embeddings().weight.grad is not None
+    assert all(p.grad is None for p in m.vision_tower.parameters())
