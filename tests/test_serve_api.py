@@ -298,6 +298,14 @@ class _ClipHandler(http.server.BaseHTTPRequestHandler):
     clip = b""
 
     def do_GET(self) -> None:
+        if self.path == "/slow.mp4":  # trickles: only the total time limit stops it
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(30):
+                self.wfile.write(b"s")
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
         body = self.clip if self.path == "/clip.mp4" else b"z" * 3_000_000
         self.send_response(200)
         self.send_header("Content-Type", "video/mp4")
@@ -314,7 +322,8 @@ def test_allow_url_fetches_with_limits(model: Any, small_mp4: Path) -> None:
     origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClipHandler)
     threading.Thread(target=origin.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{origin.server_address[1]}"
-    app = build_app(model, ServeOptions(model_name=NAME, allow_url=True, max_media_mb=1.0))
+    app = build_app(model, ServeOptions(model_name=NAME, allow_url=True, max_media_mb=1.0,
+                                        url_timeout_s=1.0))
     try:
         with BackgroundServer(app) as url:
             c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
@@ -323,6 +332,9 @@ def test_allow_url_fetches_with_limits(model: Any, small_mp4: Path) -> None:
             with pytest.raises(openai.APIStatusError) as exc:
                 _ask(c, f"{base}/big.mp4")
             assert exc.value.status_code == 413
+            with pytest.raises(openai.BadRequestError) as exc:
+                _ask(c, f"{base}/slow.mp4")
+            assert _error(exc.value)["code"] == "media_fetch_timeout"
             with pytest.raises(openai.BadRequestError) as exc:  # no media root: paths refused
                 _ask(c, str(small_mp4))
             assert _error(exc.value)["code"] == "media_path_refused"
@@ -361,3 +373,14 @@ def test_client_disconnect_stops_generation(server: Any, client: openai.OpenAI,
     assert worker.load == 0
     assert len(steps) < full.usage.completion_tokens  # it stopped early
     assert _ask(client).choices[0].message.content is not None
+
+
+def test_serve_command_rejects_bad_flags_in_one_line(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    from vidlm.cli import main
+
+    assert main(["serve", "--model", "unused", "--media-root", str(tmp_path / "none")]) == 1
+    assert main(["serve", "--model", "unused", "--max-queue", "-1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("vidlm serve: error:") for line in err)
+    assert "none" in err[0] and "--max-queue" in err[1]
