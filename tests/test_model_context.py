@@ -79,3 +79,12 @@ def test_encoded_tokens_without_frames_cannot_be_dropped() -> None:
         m.prepare(QUESTION, [bare], max_new_tokens=20)
     # with its frames it can
     assert m.prepare(QUESTION, [visual], max_new_tokens=20).visuals[0].num_frames < 16
+
+
+def test_context_limit_follows_the_config() -> None:
+    m = tiny_videolm()
+    assert m.context_length == 2048  # the LM's max_position_embeddings
+    m.config.language_model.max_context = 100
+    assert m.context_length == 100
+    with pytest.raises(ContextLengthError, match="context holds 100"):
+        m.prepare(QUESTION, [random_frames(8)], max_new_tokens=10)

@@ -112,7 +112,6 @@ class VideoLM(nn.Module):
         self.language_model = language_model
         self.tokenizer = tokenizer
         self.placeholder_id = ensure_placeholder(tokenizer, config.placeholder_token)
-        self.context_length = context_length(language_model, config.language_model)
         self.generation_defaults = GenerationSettings(
             max_new_tokens=config.context.reserve_new_tokens)
 
@@ -155,6 +154,11 @@ class VideoLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.language_model.get_input_embeddings().weight.dtype
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the LM attends over: ``language_model.max_context`` or its position limit."""
+        return context_length(self.language_model, self.config.language_model)
 
     @property
     def lm_dim(self) -> int:
