@@ -869,3 +869,62 @@ def test_real_geometry_parity(tmp_path: Path) -> None:
             got = model(ids.masked_fill(ids == image_id, model.placeholder_id),
                         visual_tokens=[visual.tokens]).logits
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+# ---- the processor's chat template (list-of-parts content) --------------------------------
+
+PARTS_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] + ' ' }}"
+    "{% for c in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}"
+    "{% for c in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ c['text'] + ' ' }}{% endfor %}</s> {% endfor %}"
+    "{% if add_generation_prompt %}{{ 'assistant ' }}{% endif %}"
+)
+
+
+def test_processor_chat_template_renders_like_transformers(tmp_path: Path) -> None:
+    """A llava-hf style template kept by the processor, written for content parts: vidlm's
+    string messages with markers give the ids LlavaProcessor gives for the parts."""
+    import numpy as np
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    hf = build_llava(tmp_path)
+    tok = tiny_tokenizer()
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path)  # the tokenizer itself has no template
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                           crop_size={"height": 32, "width": 32}),
+        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=PARTS_TEMPLATE)
+    processor.save_pretrained(tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+
+    conversation = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "w3 w4"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "w5"}]},
+        {"role": "user", "content": [{"type": "text", "text": "w6"}]},
+    ]
+    text = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    assert text.startswith("user <image>\nw3 w4 </s>")
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    hf_inputs = processor(text=text, images=[image], return_tensors="pt")
+
+    visual = model.encode_video(_frames_of(image))
+    messages = [{"role": "user", "content": "<image>\nw3 w4"},
+                {"role": "assistant", "content": "w5"}, {"role": "user", "content": "w6"}]
+    inputs = model.build_inputs(messages, [visual])
+    assert torch.equal(inputs["input_ids"], hf_inputs["input_ids"])
+    with torch.no_grad():
+        want = hf(**hf_inputs).logits
+        got = model(inputs["input_ids"], visual_tokens=inputs["visual_tokens"]).logits
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def _frames_of(image: Any) -> Any:
+    import numpy as np
+
+    from vidlm.video import Frames
+
+    return Frames(frames=image[None], timestamps=np.zeros(1), indices=np.zeros(1, np.int64))

@@ -531,13 +531,68 @@ def encode_anyres_image(model: Any, image: str | Path | np.ndarray) -> Any:
 
 
 def load_tokenizer(folder: Path) -> Any:
-    """The checkpoint's own tokenizer (with its chat template); never remote code."""
+    """The checkpoint's own tokenizer with the model's chat template; never remote code.
+
+    The processor's template (``chat_template.json`` / ``chat_template.jinja``), when the
+    folder has one, is the model's and wins over the tokenizer's. Templates written for
+    list-of-parts content get :data:`PARTS_PRELUDE` in front so that vidlm's string
+    messages with ``<image>``/``<video>`` markers render as transformers renders parts.
+    """
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise UnsupportedCheckpointError(f"{folder}: cannot load the tokenizer: {exc}") from exc
+    template = processor_chat_template(folder) or getattr(tokenizer, "chat_template", None)
+    if isinstance(template, str) and _PARTS_TEMPLATE.search(template):
+        template = PARTS_PRELUDE + template
+    if template:
+        tokenizer.chat_template = template
+    return tokenizer
+
+
+def processor_chat_template(folder: Path) -> str | None:
+    """The processor's chat template saved in ``folder``, if any."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    path = folder / "chat_template.json"
+    if not path.is_file():
+        return None
+    try:
+        template = json.loads(path.read_text()).get("chat_template")
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise UnsupportedCheckpointError(f"{path}: cannot read the chat template: {exc}") from exc
+    return template if isinstance(template, str) else None
+
+
+# A template that reads content parts (``content['type']``, ``selectattr('type', ...)``).
+_PARTS_TEMPLATE = re.compile(r"""\[\s*['"]type['"]\s*\]|selectattr\(\s*['"]type['"]|\.type\b""")
+
+# Jinja run before a parts template: string content becomes parts, in order, split at the
+# ``<video>`` and ``<image>`` markers (text pieces stripped, empty ones dropped).
+PARTS_PRELUDE = (
+    "{%- set vidlm = namespace(messages=[]) -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['content'] is string -%}"
+    "{%- set acc = namespace(parts=[]) -%}"
+    "{%- for vpiece in m['content'].split('<video>') -%}"
+    "{%- if not loop.first -%}{%- set acc.parts = acc.parts + [{'type': 'video'}] -%}"
+    "{%- endif -%}"
+    "{%- for ipiece in vpiece.split('<image>') -%}"
+    "{%- if not loop.first -%}{%- set acc.parts = acc.parts + [{'type': 'image'}] -%}"
+    "{%- endif -%}"
+    "{%- if ipiece.strip() -%}"
+    "{%- set acc.parts = acc.parts + [{'type': 'text', 'text': ipiece.strip()}] -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endfor -%}"
+    "{%- set vidlm.messages = vidlm.messages + [{'role': m['role'], 'content': acc.parts}] -%}"
+    "{%- else -%}{%- set vidlm.messages = vidlm.messages + [m] -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set messages = vidlm.messages -%}"
+)
 
 
 def placeholder_token(hf_config: Any, tokenizer: Any, fmt: HFFormat, *,
