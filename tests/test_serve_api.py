@@ -384,3 +384,17 @@ def test_serve_command_rejects_bad_flags_in_one_line(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("vidlm serve: error:") for line in err)
     assert "none" in err[0] and "--max-queue" in err[1]
+
+
+def test_prompt_over_the_context_gets_400(media: Path) -> None:
+    small = tiny_videolm("mlp2x_gelu", num_frames=2, max_context=128)  # 16 tokens per frame
+    app = build_app(small, ServeOptions(model_name=NAME, media_roots=(media,)))
+    with BackgroundServer(app) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        assert _ask(c, max_tokens=4).usage.prompt_tokens > small.num_visual_tokens(2)
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as exc:
+                _ask(c, max_tokens=4, stream=stream, extra_body={"num_frames": 8})
+            err = _error(exc.value)
+            assert err["code"] == "context_length_exceeded" and "128" in err["message"]
+        assert _ask(c, max_tokens=4).choices[0].message.content is not None
