@@ -100,6 +100,20 @@ class PreparedPrompt:
 Visual = Any  # str | Path | vidlm.video.Frames | VisualTokens
 
 
+@dataclass
+class _Pending:
+    """A visual input on its way into a prompt: its frames, and its tokens if encoded."""
+
+    frames: Any  # vidlm.video.Frames, or None for tokens encoded elsewhere without frames
+    kind: VisualKind
+    source: str | None
+    encoded: VisualTokens | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.encoded.num_frames if self.encoded else len(self.frames.frames)
+
+
 class VideoLM(nn.Module):
     """A video LLM composed of a vision tower, a connector and a causal language model."""
 
@@ -212,18 +226,19 @@ class VideoLM(nn.Module):
         """A path, an image path or ``Frames`` -> :class:`VisualTokens` (cacheable)."""
         if isinstance(video, VisualTokens):
             return video
-        frames, kind, source = self._frames_of(video, sampling)
-        return self._encode(frames, kind=kind, source=source)
+        pending = self._pending(video, sampling)
+        return self._encode(pending.frames, kind=pending.kind, source=pending.source)
 
-    def _frames_of(self, video: Visual, sampling: SamplingConfig | None
-                   ) -> tuple[Any, VisualKind, str | None]:
+    def _pending(self, video: Visual, sampling: SamplingConfig | None) -> _Pending:
+        """A visual input decoded (paths) or taken as is (``Frames``, ``VisualTokens``)."""
+        if isinstance(video, VisualTokens):
+            return _Pending(video.frames, video.kind, video.source, encoded=video)
         if isinstance(video, (str, Path)):
             kind: VisualKind = "image" if Path(video).suffix.lower() in IMAGE_SUFFIXES \
                 else "video"
-            return self.read_video(video, sampling), kind, str(video)
+            return _Pending(self.read_video(video, sampling), kind, str(video))
         if hasattr(video, "frames"):
-            kind = "image" if len(video.frames) == 1 else "video"
-            return video, kind, None
+            return _Pending(video, "image" if len(video.frames) == 1 else "video", None)
         raise PromptError(f"a visual input must be a path, Frames or VisualTokens, got "
                           f"{type(video).__name__}")
 
@@ -305,26 +320,18 @@ class VideoLM(nn.Module):
                 max_new_tokens: int | None = None) -> PreparedPrompt:
         """Decode, fit to the context (see :class:`ContextPolicy`), encode and tokenise."""
         reserve = max_new_tokens or self.generation_defaults.max_new_tokens
-        pending = [v if isinstance(v, VisualTokens) else self._frames_of(v, sampling)
-                   for v in videos]
-        kinds = [p.kind if isinstance(p, VisualTokens) else p[1] for p in pending]
-        text_len = self.prompt_text_tokens(messages, kinds)
-        frame_counts = [p.num_frames if isinstance(p, VisualTokens) else len(p[0].frames)
-                        for p in pending]
-        fitted = self._fit_frames(text_len, pending, frame_counts, reserve)
+        pending = [self._pending(v, sampling) for v in videos]
+        text_len = self.prompt_text_tokens(messages, [p.kind for p in pending])
+        fitted = self._fit_frames(text_len, pending, reserve)
         notes: list[str] = []
         visuals: list[VisualTokens] = []
-        for p, n, n0 in zip(pending, fitted, frame_counts, strict=True):
-            if n == n0:
-                visuals.append(p if isinstance(p, VisualTokens)
-                               else self._encode(p[0], kind=p[1], source=p[2]))
+        for p, n in zip(pending, fitted, strict=True):
+            if n == p.num_frames:
+                visuals.append(p.encoded or self._encode(p.frames, kind=p.kind, source=p.source))
                 continue
-            frames = p.frames if isinstance(p, VisualTokens) else p[0]
-            kind = p.kind if isinstance(p, VisualTokens) else p[1]
-            source = p.source if isinstance(p, VisualTokens) else p[2]
-            visuals.append(self._encode(subsample_frames(frames, n), kind=kind, source=source,
-                                        dropped_from=n0))
-            notes.append(f"{source or 'video'}: kept {n} of {n0} frames to fit the "
+            visuals.append(self._encode(subsample_frames(p.frames, n), kind=p.kind,
+                                        source=p.source, dropped_from=p.num_frames))
+            notes.append(f"{p.source or 'video'}: kept {n} of {p.num_frames} frames to fit the "
                          f"{self.context_length}-token context (context.on_overflow=drop_frames)")
         for note in notes:
             log.warning(note)
@@ -333,11 +340,11 @@ class VideoLM(nn.Module):
                               attention_mask=inputs["attention_mask"], visuals=visuals,
                               notes=notes)
 
-    def _fit_frames(self, text_len: int, pending: list[Any], frames: list[int],
-                    reserve: int) -> list[int]:
+    def _fit_frames(self, text_len: int, pending: list[_Pending], reserve: int) -> list[int]:
         """Frame counts per visual input that fit the context (never truncating tokens)."""
-        counts = [p.num_tokens if isinstance(p, VisualTokens) else self.num_visual_tokens(n)
-                  for p, n in zip(pending, frames, strict=True)]
+        frames = [p.num_frames for p in pending]
+        counts = [p.encoded.num_tokens if p.encoded else self.num_visual_tokens(p.num_frames)
+                  for p in pending]
         need = text_len + sum(counts) + reserve
         if need <= self.context_length:
             return frames
@@ -348,9 +355,7 @@ class VideoLM(nn.Module):
                 f"{self.context_length}; sample fewer frames, use a connector with fewer "
                 "tokens (e.g. slowfast), lower max_new_tokens, or set "
                 "context.on_overflow=drop_frames")
-        frames = list(frames)
-        droppable = [i for i, p in enumerate(pending)
-                     if not (isinstance(p, VisualTokens) and p.frames is None)]
+        droppable = [i for i, p in enumerate(pending) if p.frames is not None]
         while need > self.context_length:
             candidates = [i for i in droppable if frames[i] > 1]
             if not candidates:
