@@ -164,7 +164,7 @@ def build_demo(backend: DemoBackend, *,
     import gradio as gr
 
     samples = samples or []
-    with gr.Blocks(title="vidlm demo") as demo:
+    with gr.Blocks(title="vidlm demo", analytics_enabled=False) as demo:
         gr.Markdown("# vidlm\nUpload or pick a video, choose how frames are sampled and "
                     "pooled, then ask about it.")
         sid = gr.State(None)
