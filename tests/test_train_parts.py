@@ -146,3 +146,18 @@ def test_shipped_configs_load() -> None:
     for f in files:
         cfg = load_train_config(f)
         assert cfg.stage in {"align", "sft", "lora"}
+
+
+def test_train_command_errors_are_one_line(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from vidlm.cli import main
+
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read YAML" in err and "Traceback" not in err
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: sft\nmodel: {path: m}\ndata: {train: t.json}\n")
+    assert main(["train", str(path), "optim.lr=fast"]) == 1
+    assert "lr must be a number, got 'fast'" in capsys.readouterr().err
+    assert main(["train", str(path), "stage=dpo"]) == 1
+    assert "stage" in capsys.readouterr().err

@@ -145,14 +145,14 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     data = load_yaml(path)  # YAML is a superset of JSON
     data = apply_overrides(data, list(overrides or []))
     cfg = from_dict(TrainConfig, data, where=str(path))
-    _fix_numbers(cfg, str(path))
+    _check_fields(cfg, str(path))
     cfg.validate()
     return cfg
 
 
-def _fix_numbers(cfg: object, where: str) -> None:
-    """YAML reads ``5e-4`` (no dot) as a string: turn such values of float/int fields
-    into numbers, and reject any other string there with a clear error."""
+def _check_fields(cfg: object, where: str) -> None:
+    """Check choice (``Literal``) fields, and turn numbers that YAML read as strings
+    (``5e-4`` without a dot) into numbers; anything else is a clear error."""
     import dataclasses
     import typing
 
@@ -160,7 +160,13 @@ def _fix_numbers(cfg: object, where: str) -> None:
     for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
-            _fix_numbers(value, f"{where}: {f.name}")
+            _check_fields(value, f"{where}: {f.name}")
+            continue
+        if typing.get_origin(hints[f.name]) is Literal:
+            choices = typing.get_args(hints[f.name])
+            if value not in choices:
+                raise ConfigError(f"{where}: {f.name} must be one of {list(choices)}, "
+                                  f"got {value!r}")
             continue
         kinds = {a for a in (typing.get_args(hints[f.name]) or (hints[f.name],))
                  if a in (int, float)}

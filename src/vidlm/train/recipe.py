@@ -242,7 +242,8 @@ class TrainRecipe:
                 self.metrics.train_step(
                     self.state.step, loss=loss, lr=lr,
                     grad_norm=grad_norm, tokens_per_s=counts["tokens"] / seconds,
-                    samples_per_s=counts["samples"] / seconds, epoch=self.state.epoch)
+                    samples_per_s=counts["samples"] / seconds, seconds=seconds,
+                    samples=counts["samples"], tokens=counts["tokens"], epoch=self.state.epoch)
             if self.eval_set is not None and cfg.eval_every and \
                     self.state.step % cfg.eval_every == 0:
                 self.evaluate()
