@@ -14,6 +14,8 @@ from vidlm.model.config import VideoLMConfig
 from vidlm.model.connectors import (
     MLP2xGeluConfig,
     MLP2xGeluConnector,
+    NextVideoConfig,
+    OneVisionConfig,
     PerceiverConfig,
     SlowFastConfig,
     SlowFastConnector,
@@ -42,6 +44,8 @@ VARIANTS = [
     PerceiverConfig(num_latents=5, depth=1, heads=2, head_dim=4, max_frames=16),
     PerceiverConfig(num_latents=3, depth=2, heads=1, head_dim=8, max_frames=12, per_frame=True,
                     pool_after_projection=True),
+    OneVisionConfig(),
+    NextVideoConfig(),
 ]
 SHAPES = [(1, (4, 4)), (5, (4, 4)), (8, (6, 6)), (7, (4, 6)), (12, (3, 5))]
 
@@ -53,7 +57,8 @@ def features(b: int, t: int, grid: tuple[int, int], has_cls: bool, dim: int = D,
 
 
 def test_every_registered_connector_is_covered() -> None:
-    assert available_connectors() == ["mlp2x_gelu", "perceiver", "slowfast", "temporal_pool"]
+    assert available_connectors() == ["llava_next_video", "mlp2x_gelu", "onevision",
+                                    "perceiver", "slowfast", "temporal_pool"]
     assert {c.name for c in VARIANTS} == set(available_connectors())
 
 

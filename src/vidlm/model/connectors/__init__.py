@@ -2,8 +2,9 @@
 
 Importing this package registers the built-in connectors (one module each):
 ``mlp2x_gelu`` (LLaVA-1.5's projector), ``temporal_pool`` (Video-LLaVA-style
-pooling over time), ``slowfast`` (the SlowFast two-stream design) and ``perceiver``
-(a Flamingo-style Perceiver resampler). See
+pooling over time), ``slowfast`` (the SlowFast two-stream design), ``perceiver``
+(a Flamingo-style Perceiver resampler), and the checkpoint-specific ``onevision``
+(LLaVA-OneVision's video path) and ``llava_next_video`` (LLaVA-NeXT-Video's pooling). See
 :mod:`vidlm.model.connectors.base` for the interface and ``docs/connectors.md``.
 """
 
@@ -19,7 +20,9 @@ from vidlm.model.connectors.base import (
     connector_config_from_dict,
     register_connector,
 )
+from vidlm.model.connectors.llava_next_video import NextVideoConfig, NextVideoConnector
 from vidlm.model.connectors.mlp2x_gelu import MLP2xGeluConfig, MLP2xGeluConnector
+from vidlm.model.connectors.onevision import OneVisionConfig, OneVisionConnector
 from vidlm.model.connectors.perceiver import PerceiverConfig, PerceiverConnector
 from vidlm.model.connectors.presets import (
     ConnectorPreset,
@@ -37,6 +40,10 @@ __all__ = [
     "ConnectorPreset",
     "MLP2xGeluConfig",
     "MLP2xGeluConnector",
+    "NextVideoConfig",
+    "NextVideoConnector",
+    "OneVisionConfig",
+    "OneVisionConnector",
     "PathwayPlan",
     "PerceiverConfig",
     "PerceiverConnector",
