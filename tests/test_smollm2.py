@@ -106,3 +106,30 @@ def test_smollm2_checkpoint_without_lm_weights(model: VideoLM, tmp_path) -> None
         a = model(prompt.input_ids, visual_tokens=prompt.visual_tokens).logits
         b = loaded(prompt.input_ids, visual_tokens=[loaded.encode_video(frames).tokens]).logits
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_gguf_cache_is_built_then_rebuilt_for_a_changed_file(tmp_path, monkeypatch) -> None:
+    import json
+    import os
+    import shutil
+
+    from vidlm.model.language_model import dequantised_gguf
+
+    monkeypatch.setenv("VIDLM_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "src" / SMOLLM2_GGUF
+    gguf.parent.mkdir()
+    shutil.copy(smollm2_path() / SMOLLM2_GGUF, gguf)
+    target = dequantised_gguf(gguf)
+    assert target == tmp_path / "cache" / "gguf" / gguf.stem.lower()
+    first = json.loads((target / "vidlm_gguf_source.json").read_text())
+    assert first == _gguf_key(gguf)
+    stamp = (target / "model.safetensors").stat().st_mtime_ns
+    assert dequantised_gguf(gguf) == target  # valid: reused, not rebuilt
+    assert (target / "model.safetensors").stat().st_mtime_ns == stamp
+    os.utime(gguf, ns=(first["mtime_ns"] + 10**9, first["mtime_ns"] + 10**9))
+    dequantised_gguf(gguf)  # a changed GGUF rebuilds the copy
+    second = json.loads((target / "vidlm_gguf_source.json").read_text())
+    assert second["mtime_ns"] == first["mtime_ns"] + 10**9
+    assert (target / "model.safetensors").stat().st_mtime_ns != stamp
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp left

@@ -30,14 +30,15 @@ def load(name_or_path: str | Path, *, connector: Any = None, sampling: Any = Non
          overrides: list[str] | tuple[str, ...] = (), dtype: str | None = None,
          device: str | torch.device | None = None, **kwargs: Any) -> Any:
     """A ready :class:`~vidlm.model.videolm.VideoLM` for ``name_or_path`` (see module doc)."""
-    from vidlm.model import hf_interop
     from vidlm.model.checkpoint import is_vidlm_checkpoint
 
     name = str(name_or_path)
     if name.startswith(PACKAGE_PREFIX) or Path(name).expanduser().exists():
         source = resolve_source(name, what="model")
     else:  # a hub id: the local cache, else a download (unless offline)
-        source = str(hf_interop.resolve_checkpoint(name))
+        from vidlm.model.hf_interop import resolve_checkpoint
+
+        source = str(resolve_checkpoint(name))
     if Path(source).is_dir() and is_vidlm_checkpoint(source):
         if kwargs:
             raise ConfigError(f"unknown load option(s) {sorted(kwargs)} for a vidlm checkpoint")
@@ -45,6 +46,7 @@ def load(name_or_path: str | Path, *, connector: Any = None, sampling: Any = Non
 
         return VideoLM.from_pretrained(source, connector=connector, sampling=sampling,
                                        overrides=overrides, dtype=dtype, device=device)
+    from vidlm.model import hf_interop
 
     return hf_interop.load_hf_checkpoint(source, connector=connector, sampling=sampling,
                                          overrides=list(overrides), dtype=dtype, device=device,
