@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     from vidlm import __version__
 
-    parser = argparse.ArgumentParser(prog="vidlm", description="Video LLMs: decode, ask, train, serve, evaluate.")
+    parser = argparse.ArgumentParser(
+        prog="vidlm", description="Video LLMs: decode, ask, train, serve, evaluate.")
     parser.add_argument("--version", action="version", version=f"vidlm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = argv[0] if argv else None

@@ -44,7 +44,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (tuple, list) and isinstance(value, (list, tuple)):
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=False))
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
         inner = args[0] if args else Any
         seq = [_coerce(inner, v, where) for v in value]
         return tuple(seq) if origin is tuple else seq
@@ -56,11 +58,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys are an error naming them."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        raise ConfigError(
+            f"{where}: unknown field(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
     hints = _field_types(cls)
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)

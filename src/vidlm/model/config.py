@@ -83,7 +83,7 @@ class VideoLMConfig:
     """The whole model: vision tower -> connector -> language model, plus sampling."""
 
     vision_tower: VisionTowerConfig = field(default_factory=VisionTowerConfig)
-    connector: Any = None  # a registered ConnectorConfig; see from_dict
+    connector: Any = field(default_factory=lambda: _default_connector())  # a ConnectorConfig
     language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     context: ContextPolicy = field(default_factory=ContextPolicy)
@@ -100,11 +100,16 @@ class VideoLMConfig:
         data = dict(data)
         conn = data.pop("connector", None)
         cfg = from_dict(cls, data, where=where)
-        cfg.connector = connector_config_from_dict(conn or {"name": "mlp2x_gelu"}, where=f"{where}.connector")
+        cfg.connector = connector_config_from_dict(conn or {"name": "mlp2x_gelu"},
+                                                   where=f"{where}.connector")
         return cfg
 
     def with_overrides(self, overrides: list[str]) -> VideoLMConfig:
-        """A copy with ``a.b=value`` overrides applied (``connector.name=slowfast`` switches type)."""
+        """A copy with ``a.b=value`` overrides applied.
+
+        ``connector.name=slowfast`` switches the connector type; the other
+        ``connector.*`` overrides then apply to the new type's defaults.
+        """
         data = apply_overrides(self.to_dict(), overrides)
         if any(o.startswith("connector.name=") for o in overrides):
             name = data["connector"]["name"]
@@ -122,6 +127,12 @@ class VideoLMConfig:
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read vidlm config: {exc}") from exc
         return cls.from_dict(data, where=str(path))
+
+
+def _default_connector() -> Any:
+    from vidlm.model.connectors import connector_config_from_dict
+
+    return connector_config_from_dict({"name": "mlp2x_gelu"})
 
 
 def _known_overrides(overrides: list[str], prefix: str) -> dict[str, Any]:
