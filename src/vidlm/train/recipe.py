@@ -19,6 +19,7 @@ same global batch compute the same loss and gradient.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -277,10 +278,10 @@ class TrainRecipe:
         scale = self.world / label_tokens * (self.accum if self._sharded == "deepspeed" else 1)
         loss_sum = torch.zeros((), device=acc.device)
         for i, batch in enumerate(group):
-            visuals = self._visual_inputs(batch.visuals)
             sync = i == len(group) - 1
-            ctx = acc.no_sync(self.objective) if not sync else _nullcontext()
+            ctx = acc.no_sync(self.objective) if not sync else contextlib.nullcontext()
             with ctx, acc.autocast():
+                visuals = self._visual_inputs(batch.visuals)
                 out = self.objective(batch.input_ids, batch.attention_mask, batch.labels, visuals)
                 acc.backward(out.loss_sum * scale)
             loss_sum += out.loss_sum.detach()
@@ -455,14 +456,6 @@ class TrainRecipe:
         self.accelerator.end_training()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _plain_name(name: str) -> str:
