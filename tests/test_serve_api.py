@@ -398,3 +398,19 @@ def test_prompt_over_the_context_gets_400(media: Path) -> None:
             err = _error(exc.value)
             assert err["code"] == "context_length_exceeded" and "128" in err["message"]
         assert _ask(c, max_tokens=4).choices[0].message.content is not None
+
+
+def test_internal_failure_is_a_500_in_openai_shape_and_server_lives(
+        server: Any, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(server.state.backend.encoder, "encode", broken)
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as exc:
+            _ask(client, stream=stream)
+        err = _error(exc.value)
+        assert exc.value.status_code == 500 and err["code"] == "internal_error"
+        assert "simulated bug" not in err["message"]  # no internals leak to clients
+    monkeypatch.undo()
+    assert _ask(client).choices[0].message.content is not None

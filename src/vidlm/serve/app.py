@@ -70,9 +70,7 @@ def create_app(backend: ChatBackend, settings: ServerSettings) -> FastAPI:
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error")
-        err = APIError(500, f"internal server error: {type(exc).__name__}", type="server_error",
-                       code="internal_error")
-        return JSONResponse(err.body(), status_code=500)
+        return JSONResponse(_internal_error(exc).body(), status_code=500)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -87,6 +85,15 @@ def create_app(backend: ChatBackend, settings: ServerSettings) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
+        try:
+            return await _chat_completions(request)
+        except (APIError, StarletteHTTPException):
+            raise
+        except Exception as exc:  # a bug: answer 500 and keep the connection usable
+            log.exception("internal error")
+            raise _internal_error(exc) from exc
+
+    async def _chat_completions(request: Request) -> Any:
         _authorize(request, settings)
         body = await _read_json(request, settings.max_body_bytes)
         job = parse_chat_request(body, default_sampling=backend.default_sampling,
@@ -140,6 +147,11 @@ async def _read_json(request: Request, limit: int) -> Any:
         return json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+def _internal_error(exc: BaseException) -> APIError:
+    return APIError(500, f"internal server error: {type(exc).__name__}", type="server_error",
+                    code="internal_error")
 
 
 def _body_too_large(limit: int) -> APIError:
@@ -202,9 +214,9 @@ async def _streaming(job: ChatJob, media: list[Any], backend: ChatBackend, worke
                 async for piece in items:
                     yield chunk({"content": piece})
             except Exception as exc:  # after headers went out, report in-band and end
-                err = exc if isinstance(exc, APIError) else APIError(
-                    500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error",
-                    code="internal_error")
+                if not isinstance(exc, APIError):
+                    log.exception("internal error while streaming")
+                err = exc if isinstance(exc, APIError) else _internal_error(exc)
                 yield f"data: {json.dumps(err.body())}\n\n"
                 yield "data: [DONE]\n\n"
                 return
