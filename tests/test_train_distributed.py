@@ -43,15 +43,16 @@ def text_first_dataset(files, path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
+def test_two_processes_match_single_process(tmp_path: Path) -> None:
+    strategy = "ddp"  # accelerate runs FSDP on GPUs only; see test_fsdp_on_cpu_is_refused
     files = build_smoke_setup(tmp_path / "smoke", num_train=6, num_eval=2)
     train = text_first_dataset(files, tmp_path / "train.json")
     runs = {}
     for name in ("single", "ddp"):
         cfg = smoke_config(files, output_dir=tmp_path / name, max_steps=4, global_batch_size=4,
-                           micro_batch_size=2, save_every=4, export=False,
+                           micro_batch_size=2, save_every=4, export=True,
                            data={"train": str(train), "shuffle": False, "eval": str(files.eval)},
-                           eval_every=2)
+                           eval_every=2, distributed={"strategy": strategy})
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(to_dict(cfg)))
         runs[name] = path
@@ -66,7 +67,8 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
 
     single = read_log(tmp_path / "single/log.jsonl")
     ddp = read_log(tmp_path / "ddp/log.jsonl")
-    assert [r["world_size"] for r in ddp if r["event"] == "start"] == [2]
+    assert [(r["world_size"], r["engine"]) for r in ddp if r["event"] == "start"] == [
+        (2, "MULTI_CPU")]  # accelerate's name for multi-process CPU DDP
     assert [r["accumulation"] for r in single if r["event"] == "start"] == [2]
     for kind, key in (("train", "loss"), ("eval", "eval_loss")):
         a = [r[key] for r in single if r["event"] == kind]
@@ -80,3 +82,18 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     assert w1.keys() == w2.keys() and any(k.startswith("model.connector.") for k in w1)
     for k in w1:
         assert torch.allclose(w1[k], w2[k], atol=1e-5, rtol=1e-4), k
+    e1 = load_file(str(tmp_path / "single/final/model.safetensors"))
+    e2 = load_file(str(tmp_path / "ddp/final/model.safetensors"))
+    assert e1.keys() == e2.keys()
+    for k in e1:
+        assert torch.allclose(e1[k], e2[k], atol=1e-5, rtol=1e-4), k
+
+
+def test_fsdp_on_cpu_is_refused_not_ignored(tmp_path: Path) -> None:
+    from vidlm.errors import ConfigError
+    from vidlm.train.recipe import TrainRecipe
+
+    files = build_smoke_setup(tmp_path / "smoke", num_train=2, num_eval=1)
+    cfg = smoke_config(files, output_dir=tmp_path / "out", distributed={"strategy": "fsdp"})
+    with pytest.raises(ConfigError, match="FSDP on GPUs only"):
+        TrainRecipe(cfg).setup()

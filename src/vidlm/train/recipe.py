@@ -85,6 +85,9 @@ class TrainRecipe:
             set_deterministic()
         set_seed(cfg.seed)
         self.accelerator = self._accelerator()
+        if cfg.distributed.strategy == "fsdp" and self._sharded != "fsdp":
+            raise ConfigError("distributed.strategy=fsdp, but accelerate runs FSDP on GPUs "
+                              "only (this run has none); use strategy ddp or auto on CPU")
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
@@ -122,6 +125,7 @@ class TrainRecipe:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.output_dir)
             self.metrics.write("start", step=self.state.step, world_size=self.world,
+                               engine=str(self.accelerator.distributed_type).rsplit(".", 1)[-1],
                                accumulation=self.accum, total_steps=self.total_steps,
                                trainable_params=sum(p.numel() for g in groups
                                                     for p in g["params"]),
