@@ -140,3 +140,13 @@ def test_synth_then_validate_through_the_cli(tmp_path: Path,
     assert "2 records, 2 valid, 0 error(s)" in capsys.readouterr().out
     assert main(["data", "validate", str(out / "train.json"), "--context", "10"]) == 1
     assert "--context needs --model" in capsys.readouterr().err
+    from vidlm.testing import tiny_videolm
+
+    tiny_videolm(num_frames=2).save_pretrained(tmp_path / "model")
+    args = ["data", "validate", str(out / "train.json"), "--media-root", str(out),
+            "--model", str(tmp_path / "model")]
+    assert main(args) == 0
+    assert "longest" in capsys.readouterr().out
+    assert main([*args, "--context", "20"]) == 1
+    captured = capsys.readouterr()
+    assert "[length]" in captured.out and "exceed the context of 20" in captured.out

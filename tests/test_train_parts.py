@@ -161,3 +161,23 @@ def test_train_command_errors_are_one_line(tmp_path: Path,
     assert "lr must be a number, got 'fast'" in capsys.readouterr().err
     assert main(["train", str(path), "stage=dpo"]) == 1
     assert "stage" in capsys.readouterr().err
+
+
+def test_accelerate_configs_match_accelerates_schema() -> None:
+    import yaml
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    known = {a.dest for a in launch_command_parser()._actions}
+    root = Path(__file__).parent.parent / "configs" / "distributed"
+    kinds = {}
+    for name in ("fsdp", "zero2", "zero3"):
+        path = root / f"{name}.yaml"
+        kinds[name] = str(load_config_from_file(str(path)).distributed_type).rsplit(".")[-1]
+        raw = yaml.safe_load(path.read_text())
+        inner = raw.get("fsdp_config") or raw.get("deepspeed_config")
+        assert inner and set(inner) <= known, sorted(set(inner) - known)
+    assert kinds == {"fsdp": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}
+    zero = [yaml.safe_load((root / f"zero{n}.yaml").read_text())["deepspeed_config"]
+            for n in (2, 3)]
+    assert [z["zero_stage"] for z in zero] == [2, 3]

@@ -121,3 +121,18 @@ def test_lora_export_merged_and_separate(files: SmokeFiles, tmp_path: Path) -> N
         b = merged(ids).logits
     assert torch.allclose(a, b, atol=1e-4)  # same training: separate adapter == merged
     assert not torch.allclose(a, vidlm.load(str(files.base_model))(ids).logits, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_and_bf16(files: SmokeFiles, tmp_path: Path) -> None:
+    common = {"max_steps": 3, "export": False, "data": {"eval": None}}
+    run_training(smoke_config(files, output_dir=tmp_path / "fp32", **common))
+    run_training(smoke_config(files, output_dir=tmp_path / "gc", **common,
+                              model={"path": str(files.base_model),
+                                     "gradient_checkpointing": True}))
+    run_training(smoke_config(files, output_dir=tmp_path / "bf16", precision="bf16",
+                              deterministic=False, **common))
+    ref = losses(tmp_path / "fp32")
+    assert losses(tmp_path / "gc") == pytest.approx(ref, rel=1e-6)  # recomputation, same math
+    assert losses(tmp_path / "bf16") == pytest.approx(ref, rel=5e-2)
+    assert losses(tmp_path / "bf16") != ref  # autocast really ran in bf16

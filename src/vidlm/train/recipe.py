@@ -81,6 +81,7 @@ class TrainRecipe:
     def setup(self, *, resume: bool = False) -> None:
         cfg = self.cfg
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
         if cfg.deterministic:
             set_deterministic()
         set_seed(cfg.seed)
@@ -460,6 +461,11 @@ class TrainRecipe:
         self.accelerator.end_training()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        # leave the process as it was, so another run in it can choose other settings
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        torch.use_deterministic_algorithms(self._was_deterministic)
 
 
 def _plain_name(name: str) -> str:
