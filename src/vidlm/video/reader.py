@@ -32,7 +32,7 @@ from vidlm.video.images import (
     load_image,
 )
 from vidlm.video.index import FrameIndex, frame_index
-from vidlm.video.resize import FrameConverter, SizeSpec, as_resize
+from vidlm.video.resize import FrameConverter, Resize, SizeSpec, as_resize
 from vidlm.video.sampling import SamplingPolicy
 
 # One decoded frame: (source index, seconds from the start, (H, W, 3) uint8)
@@ -96,7 +96,7 @@ def stream(path: str | Path, policy: SamplingPolicy, chunk: int = 16, size: Size
         yield Frames(buf[:n].copy(), times[:n].copy(), indices[:n].copy())
 
 
-def _open_source(path: Path, policy: SamplingPolicy, resize, *, strict: bool,
+def _open_source(path: Path, policy: SamplingPolicy, resize: Resize | None, *, strict: bool,
                  keyframes_only: bool, folder_fps: float, seek_gap: float,
                  threads: int) -> tuple[int, Iterator[Decoded]]:
     """``(number of frames planned, iterator of decoded frames)`` for any kind of input."""
