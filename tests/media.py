@@ -151,6 +151,16 @@ def make_cfr_mp4(folder: Path) -> Path:
                    "-pix_fmt", "yuv420p", "-movflags", "+faststart")
 
 
+def make_gop_clip(folder: Path, suffix: str) -> Path:
+    """6 s, 25 fps, 96x64 in the container ``suffix`` names (``.mkv``, ``.ts``, ``.webm``,
+    ``.avi``), a keyframe every 12 frames, B-frames where the codec has them: many seeks."""
+    codec = {".webm": ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"),
+             ".avi": ("-c:v", "mpeg4", "-q:v", "5", "-bf", "2")}.get(
+        suffix, ("-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-pix_fmt", "yuv420p"))
+    return _encode(folder / f"gop12{suffix}", "testsrc=size=96x64:rate=25:duration=6", *codec,
+                   "-g", "12")
+
+
 def make_long_720p(folder: Path) -> Path:
     """A real 10-minute 1280x720 30 fps H.264 (18,000 frames, keyframe every 250)."""
     return _encode(folder / "long_720p_10min.mp4", "testsrc2=size=1280x720:rate=30:duration=600",

@@ -74,6 +74,20 @@ def test_seeking_and_sequential_decoding_agree(cfr_mp4: Path, bikes_mp4: Path) -
         np.testing.assert_array_equal(seek.frames, seq.frames)
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".ts", ".webm", ".avi"])
+def test_seeking_agrees_with_ffprobe_in_every_container(media_dir: Path, suffix: str) -> None:
+    path = media.make_gop_clip(media_dir, suffix)
+    times = np.asarray(media.ffprobe_frame_times(path))
+    policy = video.timestamps([0.5, 1.3, 2.9, 3.0, 4.77, 5.9])
+    seek = video.read(path, policy, seek_gap=0.0)
+    seq = video.read(path, policy, seek_gap=1e9)
+    on_screen = np.searchsorted(times, [0.5, 1.3, 2.9, 3.0, 4.77, 5.9], side="right") - 1
+    np.testing.assert_array_equal(seek.indices, on_screen)  # 6 frames; AVI's first is at 0.04
+    np.testing.assert_allclose(seek.timestamps, times[seek.indices], atol=1e-9)
+    np.testing.assert_array_equal(seek.indices, seq.indices)
+    np.testing.assert_array_equal(seek.frames, seq.frames)
+
+
 def test_stream_chunks_join_to_read(cfr_mp4: Path) -> None:
     chunks = list(video.stream(cfr_mp4, EVERY_FRAME, chunk=16, size=32))
     assert [len(c) for c in chunks] == [16, 16, 16, 16, 11]

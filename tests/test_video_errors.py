@@ -156,7 +156,7 @@ def test_unseekable_input_decodes_through(media_dir: Path, monkeypatch) -> None:
     path = media.make_cfr_mp4(media_dir)
     normal = video.read(path, video.uniform(4), size=16, seek_gap=0.0)
 
-    def refuse(self, pts: int) -> bool:
+    def refuse(self, index, key: int) -> bool:
         self.report.seek_failed = True
         return False
 

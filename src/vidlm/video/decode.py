@@ -18,6 +18,7 @@ real timestamp and index; the :class:`DecodeReport` counts every such case.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -75,21 +76,51 @@ class _Decoder:
         self.skip_before: int | None = None
         self._skip = "NONKEY" if keyframes_only else "NONE"
         stream.codec_context.skip_frame = self._skip
+        self._packets: Iterator[av.Packet] | None = None  # the demuxer after a seek
+        self._pending: av.Packet | None = None  # the packet read to check a seek's landing
 
-    def seek(self, pts: int) -> bool:
-        """Seek to the keyframe at or before ``pts``; ``False`` if the container cannot."""
-        try:
-            self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
-        except av.error.FFmpegError:
-            self.report.seek_failed = True
-            return False
-        self.report.seeks += 1
+    def seek(self, index: FrameIndex, key: int) -> bool:
+        """Seek so that demuxing starts at keyframe ``key`` (or earlier); ``False`` if the
+        container cannot seek.
+
+        Demuxers search by pts (Matroska) or by dts (MP4, MPEG-TS), so the keyframe's pts
+        is tried first and, if the first packet read comes after the keyframe in decode
+        order, its dts and then earlier keyframes. The packet read to check is kept.
+        """
+        aims = [int(index.pts[key]), int(min(index.dts[key], index.pts[key]))]
+        earlier = key
+        for _ in range(_SEEK_RETRIES):
+            earlier = index.keyframe_at_or_before(max(0, earlier - 1))
+            aims.append(int(min(index.dts[earlier], index.pts[earlier])))
+        for aim in dict.fromkeys(aims):  # unique, in order
+            try:
+                self.container.seek(aim, stream=self.stream, backward=True, any_frame=False)
+            except av.error.FFmpegError:
+                self.report.seek_failed = True
+                return False
+            self.report.seeks += 1
+            self._packets = self.container.demux(self.stream)
+            self._pending = next(self._packets, None)
+            if self._pending is None or not self._after(index, self._pending, key):
+                return True
         return True
+
+    @staticmethod
+    def _after(index: FrameIndex, packet: av.Packet, key: int) -> bool:
+        """Does ``packet`` come after keyframe ``key`` in decode order?"""
+        if packet.dts is not None:
+            return packet.dts > index.dts[key]
+        i = index.position(packet.pts) if packet.pts is not None else None
+        return i is not None and i > key
 
     def frames(self) -> Iterator[av.VideoFrame]:
         """Frames from the current position to the end of the stream (or of the budget)."""
+        packets = self._packets if self._packets is not None else self.container.demux(self.stream)
+        pending, self._packets, self._pending = self._pending, None, None
+        if pending is not None:
+            packets = itertools.chain([pending], packets)
         try:
-            for packet in self.container.demux(self.stream):
+            for packet in packets:
                 self.report.packets += 1
                 if self.report.packets > self.budget:
                     self.report.budget_exhausted = True
@@ -151,9 +182,10 @@ def decode_selected(container: av.container.InputContainer, stream: av.video.str
     decoder.skip_before = int(index.pts[targets[0]])
     seek_key = _seek_point(index, times, int(targets[0]), pos, seek_gap)
     while j < len(targets):
-        if seek_key is not None and not decoder.seek(int(index.pts[seek_key])):
+        if seek_key is not None and not decoder.seek(index, seek_key):
             seek_gap, seek_key = float("inf"), None  # unseekable: decode through from here
         landed = seek_key is None
+        attempt = seek_key if seek_key is not None else 0
         seek_key = None
         for frame in decoder.frames():
             i = index.position(frame.pts) if frame.pts is not None else None
@@ -161,10 +193,9 @@ def decode_selected(container: av.container.InputContainer, stream: av.video.str
                 continue
             if not landed:
                 landed = True
-                if i > targets[j] and retries < _SEEK_RETRIES and i > 0:
-                    retries += 1  # the seek overshot: go back one more keyframe
-                    landed_key = index.keyframe_at_or_before(i)
-                    seek_key = index.keyframe_at_or_before(max(0, landed_key - 1))
+                if i > targets[j] and retries < _SEEK_RETRIES and attempt > 0:
+                    retries += 1  # the first frame is past the target: one keyframe earlier
+                    seek_key = index.keyframe_at_or_before(attempt - 1)
                     break
             pos = max(pos, i)
             if i < targets[j]:

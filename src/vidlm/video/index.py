@@ -31,6 +31,8 @@ class FrameIndex:
     """Frames of one stream in presentation order.
 
     ``pts``: int64 ``(N,)`` sorted presentation timestamps in ``time_base`` units.
+    ``dts``: int64 ``(N,)`` each frame's decode timestamp (its pts where it has none);
+    seeks in demuxers that search by dts (MP4, MPEG-TS) aim at a keyframe's dts.
     ``keyframe``: bool ``(N,)``, frames a decoder can start from.
     ``origin``: the pts that is time 0 (the stream's ``start_time``).
     ``end``: pts where the last frame stops being shown.
@@ -39,6 +41,7 @@ class FrameIndex:
     """
 
     pts: np.ndarray
+    dts: np.ndarray
     keyframe: np.ndarray
     time_base: Fraction
     origin: int
@@ -111,7 +114,7 @@ def frame_index(path: str | Path) -> FrameIndex:
 def build_index(path: str | Path) -> FrameIndex:
     """Demux every packet of the first video stream and collect pts and keyframe flags."""
     with open_video(path) as (container, stream):
-        pts, keys, durations, error = _demux(container, stream, Path(path))
+        pts, dts, keys, durations, error = _demux(container, stream, Path(path))
         tb = stream.time_base or Fraction(1, 1)
         declared = int(stream.frames or 0)
         start = stream.start_time
@@ -122,12 +125,13 @@ def build_index(path: str | Path) -> FrameIndex:
     sorted_pts = np.asarray(pts, np.int64)[order]
     unique = np.concatenate([[True], np.diff(sorted_pts) > 0])
     sorted_pts, keyframe = sorted_pts[unique], np.asarray(keys, bool)[order][unique]
+    sorted_dts = np.asarray(dts, np.int64)[order][unique]
     last_duration = np.asarray(durations, np.int64)[order][unique][-1]
     if last_duration <= 0:
         last_duration = int(np.median(np.diff(sorted_pts))) if len(sorted_pts) > 1 else 0
     origin = int(start) if start is not None and start <= sorted_pts[0] else int(sorted_pts[0])
     return FrameIndex(
-        pts=sorted_pts, keyframe=keyframe, time_base=tb, origin=origin,
+        pts=sorted_pts, dts=sorted_dts, keyframe=keyframe, time_base=tb, origin=origin,
         end=int(sorted_pts[-1] + max(int(last_duration), 0)), declared_frames=declared,
         truncated=bool(error) or (declared > 0 and len(sorted_pts) < declared),
         demux_error=error,
@@ -135,9 +139,11 @@ def build_index(path: str | Path) -> FrameIndex:
 
 
 def _demux(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-           path: Path) -> tuple[list[int], list[bool], list[int], str | None]:
-    """Packets' pts (dts when pts is missing), keyframe flags and durations, in file order."""
+           path: Path) -> tuple[list[int], list[int], list[bool], list[int], str | None]:
+    """Packets' pts (dts when pts is missing), dts, keyframe flags and durations, in file
+    order, and the reason demuxing stopped early, if it did."""
     pts: list[int] = []
+    dts: list[int] = []
     keys: list[bool] = []
     durations: list[int] = []
     # Every real packet holds at least one byte, so this bound is never reached by
@@ -156,8 +162,9 @@ def _demux(container: av.container.InputContainer, stream: av.video.stream.Video
             if ts is None:
                 continue
             pts.append(ts)
+            dts.append(packet.dts if packet.dts is not None else ts)
             keys.append(packet.is_keyframe)
             durations.append(packet.duration or 0)
     except (av.error.InvalidDataError, av.error.EOFError, av.error.OSError) as exc:
         error = f"reading stopped at packet {len(pts)}: {exc.strerror}"
-    return pts, keys, durations, error
+    return pts, dts, keys, durations, error
