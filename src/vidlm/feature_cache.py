@@ -46,7 +46,8 @@ from typing import Any, Literal
 
 import torch
 from filelock import FileLock
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save_file
 
 from vidlm.errors import VidlmError
@@ -194,12 +195,14 @@ class FeatureCache:
     def _read(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         path = self._path(key)
         try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads((fh.metadata() or {}).get(META_KEY, "{}"))
-                tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+            # One read of one open file: a concurrent os.replace can't pair this entry's
+            # metadata with another writer's tensors (safe_open may reopen the path).
+            data = path.read_bytes()
+            tensors = safetensors_load(data)
+            meta = json.loads(_header_metadata(data).get(META_KEY, "{}"))
             now = time.time()
             os.utime(path, (now, now))
-        except (SafetensorError, ValueError, OSError):
+        except (SafetensorError, ValueError, OSError, KeyError):
             # missing, evicted mid-read, or corrupt (a crashed writer never leaves one: os.replace)
             self._misses += 1
             return None
@@ -276,3 +279,11 @@ class FeatureCache:
     def stats(self) -> CacheStats:
         return CacheStats(self._hits, self._misses, self._writes, self._evictions)
 
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file held in ``data`` (8-byte length + JSON)."""
+    if len(data) < 8:
+        raise ValueError("safetensors file too short")
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    return dict(header.get("__metadata__") or {})
