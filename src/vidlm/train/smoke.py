@@ -35,7 +35,7 @@ def build_smoke_setup(folder: str | Path, *, num_train: int = 8, num_eval: int =
     folder = Path(folder)
     data = folder / "data"
     generate_dataset(data, SynthConfig(num_train=num_train, num_val=num_eval, num_test=0,
-                                       size=32, fps=8, seconds=1.0, seed=seed), progress=False)
+                                       size=32, fps=8, seconds=2.0, seed=seed), progress=False)
     base = folder / "base"
     tiny_videolm(connector, num_frames=num_frames, seed=seed, **model_kwargs).save_pretrained(base)
     return SmokeFiles(base, data / "train.json", data / "val.json", data)
