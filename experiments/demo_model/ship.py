@@ -42,6 +42,7 @@ def main() -> None:
     checked = assert_language_model_unchanged(model)
     if args.out.exists():
         shutil.rmtree(args.out)
+    model.config.vision_tower.frozen = True  # shipped for inference; sft can unfreeze it
     model.save_pretrained(args.out, include_language_model=False)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"LM unchanged ({checked} tensors); wrote {args.out} ({size / 2**20:.1f} MiB)")
