@@ -17,7 +17,7 @@ def model():
 
 
 def video(frames: int) -> Visual:
-    return Visual(num_frames=frames, pixels=torch.zeros(frames, 3, 32, 32))
+    return Visual(num_frames=frames, frames=torch.zeros(frames, 48, 64, 3, dtype=torch.uint8))
 
 
 MULTI = [{"role": "system", "content": "Be brief."},

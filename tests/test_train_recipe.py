@@ -136,3 +136,14 @@ def test_gradient_checkpointing_and_bf16(files: SmokeFiles, tmp_path: Path) -> N
     assert losses(tmp_path / "gc") == pytest.approx(ref, rel=1e-6)  # recomputation, same math
     assert losses(tmp_path / "bf16") == pytest.approx(ref, rel=5e-2)
     assert losses(tmp_path / "bf16") != ref  # autocast really ran in bf16
+
+
+@pytest.mark.slow
+def test_sft_with_vision_tower_at_its_own_lr(files: SmokeFiles, tmp_path: Path) -> None:
+    out = tmp_path / "tower"
+    run_training(smoke_config(files, output_dir=out, max_steps=2, train_vision_tower=True,
+                              optim={"vision_lr": 1e-3}, data={"eval": None}))
+    trained, base = weights(out / "final"), weights(files.base_model)
+    changed = [k for k in base if not torch.equal(trained[k], base[k])]
+    assert any("vision_tower" in k for k in changed), changed
+    assert any("connector" in k for k in changed) and any("language_model" in k for k in changed)

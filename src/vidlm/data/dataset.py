@@ -1,10 +1,11 @@
 """A map-style dataset of LLaVA conversations that decodes and samples media on the fly.
 
 ``dataset[i]`` runs in a DataLoader worker: it reads the record's videos/images with
-:func:`vidlm.video.read` under the model's sampling config and turns them into
-pixels with the model's ``preprocess``. With a :class:`~vidlm.feature_cache.FeatureCache`
-it first looks up precomputed vision-tower features (keyed by content hash, sampling
-config and tower) and skips decoding on a hit.
+:func:`vidlm.video.read` under the model's sampling config, as uint8 frames (4x smaller
+than float pixels to pass between processes, and no CUDA in forked workers); the
+recipe applies the model's ``preprocess`` on the model's device. With a
+:class:`~vidlm.feature_cache.FeatureCache` it first looks up precomputed vision-tower
+features (keyed by content hash, sampling config and tower) and skips decoding on a hit.
 
 A record that cannot be loaded (missing or corrupt media) becomes a :class:`Skipped`
 item instead of raising, so one bad file never kills a run; the collator drops it
@@ -13,7 +14,7 @@ and the recipe logs and counts it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,14 @@ from vidlm.errors import VidlmError
 
 @dataclass
 class Visual:
-    """One visual input: ``pixels (T, 3, S, S)`` or cached ``features (T, N, D)``.
+    """One visual input: decoded uint8 ``frames (T, H, W, 3)`` or cached ``features (T, N, D)``.
 
     ``cache_key`` is set when a feature cache is in use and the features still have
     to be computed (a miss); the recipe stores them under that key.
     """
 
     num_frames: int
-    pixels: torch.Tensor | None = None
+    frames: torch.Tensor | None = None
     features: torch.Tensor | None = None
     cache_key: str | None = None
 
@@ -55,28 +56,24 @@ class Skipped:
     reason: str
 
 
-Preprocess = Callable[[np.ndarray], torch.Tensor]  # uint8 (T, H, W, 3) -> (T, 3, S, S)
-
-
 class ConversationDataset(Dataset):
     """``records`` with media under ``media_root``; items are :class:`Example` | :class:`Skipped`.
 
     ``sampling``: the model's :class:`~vidlm.model.config.SamplingConfig` (images are
     one frame). ``decode_size``: the short side to decode at (aspect kept; the tower's
-    input side), so full-resolution frames never fill the workers' memory; ``preprocess``
-    then pads/crops to the tower's square exactly as at inference.
+    input side), so full-resolution frames never fill the workers' memory; the model's
+    ``preprocess`` then pads/crops to the tower's square exactly as at inference.
     ``feature_cache``/``tower_id``: optional precomputed vision features.
     """
 
     def __init__(self, records: Sequence[Record], *, media_root: str | Path, sampling: Any,
-                 preprocess: Preprocess, decode_size: int | None = None,
+                 decode_size: int | None = None,
                  feature_cache: Any | None = None, tower_id: str | None = None) -> None:
         if feature_cache is not None and not tower_id:
             raise ValueError("a feature cache needs the vision tower's id")
         self.records = list(records)
         self.media_root = Path(media_root)
         self.sampling = sampling
-        self.preprocess = preprocess
         self.decode_size = decode_size
         self.feature_cache = feature_cache
         self.tower_id = tower_id
@@ -101,8 +98,8 @@ class ConversationDataset(Dataset):
             if hit is not None:
                 feats = hit["features"]
                 return Visual(num_frames=int(feats.shape[0]), features=feats)
-        pixels = self.preprocess(self._decode(path, sampling))
-        return Visual(num_frames=int(pixels.shape[0]), pixels=pixels, cache_key=key)
+        frames = torch.from_numpy(np.ascontiguousarray(self._decode(path, sampling)))
+        return Visual(num_frames=int(frames.shape[0]), frames=frames, cache_key=key)
 
     def _sampling_for(self, kind: str) -> Any:
         from vidlm.model.config import SamplingConfig

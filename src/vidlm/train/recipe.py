@@ -193,7 +193,7 @@ class TrainRecipe:
         if not records:
             raise DataError(f"{path}: no valid records (run `vidlm data validate {path}`)")
         return ConversationDataset(records, media_root=self.cfg.data.media_root,
-                                   sampling=model.config.sampling, preprocess=model.preprocess,
+                                   sampling=model.config.sampling,
                                    decode_size=model.config.vision_tower.image_size,
                                    feature_cache=cache, tower_id=tower_id)
 
@@ -304,21 +304,23 @@ class TrainRecipe:
                 {"tokens": int(total[1]), "samples": int(total[2])})
 
     def _visual_inputs(self, visuals: list[Visual]) -> list[torch.Tensor]:
-        """Per visual input: features ``(T, N, D)``, or pixels when the tower trains.
+        """Per visual input: features ``(T, N, D)``, or pixels ``(T, 3, S, S)`` when the
+        tower trains; decoded frames are preprocessed here, on the model's device.
 
         With a frozen tower the features are computed here, outside the wrapped
         forward (no parameter of the tower needs a gradient), and cache misses are
         written to the feature cache.
         """
+        device = self.model.device
         if self.cfg.train_vision_tower:
-            return [v.pixels for v in visuals]
+            return [self.model.preprocess(v.frames.to(device)) for v in visuals]
         out = []
         for v in visuals:
             if v.features is not None:
                 out.append(v.features)
                 continue
             with torch.no_grad():
-                feats = self.model.encode_frames(v.pixels.to(self.model.device))
+                feats = self.model.encode_frames(self.model.preprocess(v.frames.to(device)))
             if self.feature_cache is not None and v.cache_key is not None:
                 self.feature_cache.put(v.cache_key, {"features": feats},
                                        {"num_frames": v.num_frames})
