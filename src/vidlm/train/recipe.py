@@ -417,6 +417,7 @@ class TrainRecipe:
         if not self.is_main:
             return None
         final = self.output_dir / "final"
+        model.vision_tower.config.frozen = True  # an exported tower is for inference
         if lora.is_lora(model):
             lora.save_adapter(model, self.output_dir / "final_adapter")
             if self.cfg.lora.merge:
