@@ -41,6 +41,22 @@ def test_videomme_fields_and_prompt(tmp_path: Path) -> None:
         "Answer with the option's letter from the given choices directly.")
 
 
+def test_videomme_parquet_reads_like_its_json(tmp_path: Path) -> None:
+    """Video-MME ships as parquet: the same rows give the same items."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = json.loads((FIXTURES / "videomme" / "videomme.json").read_text())
+    parquet = tmp_path / "test-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    from_json = load("videomme", "videomme/videomme.json", tmp_path)
+    from_parquet = get_benchmark("videomme").load(parquet, tmp_path)
+    assert from_parquet == from_json
+    parquet.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="not readable parquet"):
+        get_benchmark("videomme").load(parquet, tmp_path)
+
+
 def test_mvbench_gold_is_answer_position_and_videos_in_task_folders(tmp_path: Path) -> None:
     (tmp_path / "ssv2_video_mp4").mkdir()
     (tmp_path / "ssv2_video_mp4" / "166583.webm").write_bytes(b"x")

@@ -23,8 +23,25 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: not readable JSON: {exc}") from exc
 
 
+def read_parquet(path: Path) -> list[dict[str, Any]]:
+    """The rows of a parquet file (how Video-MME is distributed) as plain dicts."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise DataError(f"{path}: reading parquet needs pyarrow "
+                        "(pip install 'vidlm[eval]')") from exc
+    try:
+        return pq.read_table(path).to_pylist()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: annotation file not found") from exc
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path}: not readable parquet: {exc}") from exc
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """A JSON list of objects, or JSON Lines (one object per line)."""
+    """A JSON list of objects, JSON Lines (one object per line), or a parquet table."""
+    if path.suffix == ".parquet":
+        return read_parquet(path)
     if path.suffix == ".jsonl":
         records = []
         try:
