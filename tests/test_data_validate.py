@@ -135,7 +135,7 @@ def test_synth_then_validate_through_the_cli(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "synth"
     assert main(["data", "synth", "--out", str(out), "--num-train", "2", "--num-val", "0",
-                 "--num-test", "0", "--size", "32", "--seconds", "1", "--no-progress"]) == 0
+                 "--num-test", "0", "--size", "32", "--seconds", "2", "--no-progress"]) == 0
     assert main(["data", "validate", str(out / "train.json"), "--media-root", str(out)]) == 0
     assert "2 records, 2 valid, 0 error(s)" in capsys.readouterr().out
     assert main(["data", "validate", str(out / "train.json"), "--context", "10"]) == 1

@@ -168,6 +168,16 @@ def test_bad_settings_raise_data_error(tmp_path: Path, bad: dict) -> None:
         generate_dataset(tmp_path, SynthConfig(**bad), progress=False)
 
 
+def test_clips_too_short_for_three_bounces_are_refused_up_front(tmp_path: Path) -> None:
+    """1 s at 8 fps is 8 frames: too few for the bounce kind, so refuse before rendering."""
+    with pytest.raises(DataError, match="at least 12 frames"):
+        generate_dataset(tmp_path, SynthConfig(num_train=32, num_val=0, num_test=0,
+                                               seconds=1.0), progress=False)
+    generate_dataset(tmp_path, SynthConfig(num_train=32, num_val=0, num_test=0, size=32,
+                                           seconds=1.5), progress=False)  # 12 frames fit
+    assert len(json.loads((tmp_path / "train.json").read_text())) == 32
+
+
 def test_a_split_does_not_depend_on_the_other_splits_sizes(small: Path, tmp_path: Path) -> None:
     generate_dataset(tmp_path, SynthConfig(num_train=0, num_val=0, num_test=SMALL.num_test,
                                            seed=SMALL.seed), progress=False)

@@ -35,6 +35,7 @@ from vidlm.data.synth_scene import Scene
 from vidlm.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+MIN_FRAMES = 12  # the "bounce" kind needs room for 3 bounces at least 4 frames apart
 FAMILIES: tuple[str, ...] = ("spatial", "temporal")
 
 
@@ -69,8 +70,9 @@ class SynthConfig:
             problems.append(f"--fps must be in [1, 60], got {self.fps}")
         if not 1.0 <= self.seconds <= 60.0:
             problems.append(f"--seconds must be in [1, 60], got {self.seconds}")
-        if self.num_frames < 8:
-            problems.append(f"clips need at least 8 frames, got {self.num_frames} (fps x seconds)")
+        if self.num_frames < MIN_FRAMES:
+            problems.append(f"clips need at least {MIN_FRAMES} frames (three bounces 4 frames "
+                            f"apart must fit), got {self.num_frames} (fps x seconds)")
         if not 0 <= self.crf <= 51:
             problems.append(f"--crf must be in [0, 51], got {self.crf}")
         if self.pix_fmt not in PIX_FMTS:

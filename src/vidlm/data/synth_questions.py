@@ -342,10 +342,11 @@ def _bounce_timing(
     Bounces fall inside [8%, 92%] of the clip, so none sits at an ambiguous clip edge.
     """
     margin = 0.08 * duration
+    shortest, longest = max(min_period, duration / (bounces + 1)), duration / max(bounces - 1, 0.5)
+    if shortest > longest:
+        raise PlacementError(f"{duration} s is too short for {bounces} bounces")
     for _ in range(1000):
-        period = rng.uniform(
-            max(min_period, duration / (bounces + 1)), duration / max(bounces - 1, 0.5)
-        )
+        period = rng.uniform(shortest, longest)
         lo = max(margin, duration - bounces * period + margin)
         hi = min(period - margin, duration - margin - (bounces - 1) * period)
         if hi > lo:
