@@ -147,3 +147,23 @@ def test_sft_with_vision_tower_at_its_own_lr(files: SmokeFiles, tmp_path: Path) 
     changed = [k for k in base if not torch.equal(trained[k], base[k])]
     assert any("vision_tower" in k for k in changed), changed
     assert any("connector" in k for k in changed) and any("language_model" in k for k in changed)
+
+
+def test_resume_when_some_trainable_weights_never_get_a_gradient(files: SmokeFiles,
+                                                                 tmp_path: Path) -> None:
+    """feature_layer=-2: the tower's last layer and post-layernorm are trainable but get no
+    gradient, so AdamW keeps no state for them; resuming must still work, and match."""
+    import shutil
+
+    out = tmp_path / "tower"
+    cfg = smoke_config(files, output_dir=out, max_steps=4, save_every=2, keep_last=2,
+                       train_vision_tower=True, optim={"vision_lr": 1e-3},
+                       data={"eval": None}, export=False)
+    run_training(cfg)
+    reference = losses(out)
+    shutil.rmtree(out / "checkpoints" / "step_00000004")
+    log = out / "log.jsonl"
+    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True)
+                           if json.loads(line).get("step", 0) <= 2))
+    run_training(cfg, resume=True)
+    assert losses(out) == reference

@@ -221,8 +221,10 @@ class TrainRecipe:
         else:
             opts = StateDictOptions(full_state_dict=True, strict=False)
             set_model_state_dict(self.objective, loaded.trainable, options=opts)
+            # strict=False: a trainable weight that never got a gradient (e.g. layers past
+            # the feature layer) has no AdamW state, in the saved run and in this one alike.
             set_optimizer_state_dict(self.objective, self.optimizer, loaded.optimizer,
-                                     options=StateDictOptions(full_state_dict=True))
+                                     options=StateDictOptions(full_state_dict=True, strict=False))
         self.scheduler.load_state_dict(loaded.state.scheduler)
         self.state = loaded.state
         self.skipped = Counter(loaded.state.skipped)
