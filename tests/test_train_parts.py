@@ -91,6 +91,12 @@ def test_lora_stage_trains_adapters_and_connector_only() -> None:
     assert names and all(n.startswith("connector.") or "lora_" in n for n in names)
     assert any("lora_" in n for n in names)
     assert {g["lr"] for g in groups} == {2e-4}
+    m = tiny_videolm(num_frames=2)
+    cfg = TrainConfig(stage="lora", train_vision_tower=True)  # honoured, not ignored
+    cfg.optim.vision_lr = 1e-5
+    groups = param_groups(m, cfg)
+    tower = {n for n, p in m.named_parameters() if p.requires_grad and n.startswith("vision")}
+    assert tower and {g["lr"] for g in groups if g["name"].startswith("vision")} == {1e-5}
     cfg = TrainConfig(stage="lora")
     cfg.lora.target_modules = ["nope_proj"]
     with pytest.raises(ConfigError, match="nope_proj"):

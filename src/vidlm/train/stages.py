@@ -4,7 +4,8 @@
   stage 1, lr 1e-3).
 * ``sft`` — connector and language model (LLaVA-1.5 stage 2, lr 2e-5); with
   ``train_vision_tower`` the tower too, at its own lower rate.
-* ``lora`` — ``peft`` LoRA adapters on the language model, plus the connector (lr 2e-4).
+* ``lora`` — ``peft`` LoRA adapters on the language model, plus the connector (lr 2e-4),
+  and with ``train_vision_tower`` the tower at its own rate, as in ``sft``.
 
 A preset returns AdamW parameter groups; everything not in a group is frozen.
 Weight decay is not applied to biases and norm weights (1-D tensors).
@@ -64,7 +65,7 @@ def _lora(model: nn.Module, cfg: TrainConfig, lr: float) -> list[tuple[str, nn.M
     from vidlm.train.lora import add_lora
 
     adapted = add_lora(model, cfg.lora)
-    return [("connector", model.connector, lr), ("lora", adapted, lr)]
+    return [("connector", model.connector, lr), ("lora", adapted, lr), *_vision(model, cfg, lr)]
 
 
 def preset(name: str) -> StagePreset:
