@@ -203,6 +203,23 @@ def test_slowfast_pool_then_project() -> None:
     torch.testing.assert_close(out, expected)
 
 
+@pytest.mark.parametrize("pathways", ["slow", "fast"])
+def test_slowfast_single_pathway_ablation_is_that_pathway_of_the_full_output(pathways) -> None:
+    torch.manual_seed(4)
+    both = build_connector(SlowFastConfig(slow_frames=2, slow_pool="avg2d", fast_grid=(1, 1)),
+                           vision_dim=D, lm_dim=D_LM)
+    cfg = SlowFastConfig(slow_frames=2, slow_pool="avg2d", fast_grid=(1, 1), pathways=pathways)
+    one = SlowFastConnector.from_projector(cfg, both.projector)
+    x = features(2, 4, (4, 4), has_cls=False)
+    n_slow = 2 * 2 * 2  # 2 frames at 2x2
+    with torch.no_grad():
+        full, alone = both(x), one(x)
+    expected = full[:, :n_slow] if pathways == "slow" else full[:, n_slow:]
+    torch.testing.assert_close(alone, expected)
+    assert cfg.num_tokens(4, (4, 4)) == alone.shape[1] == (8 if pathways == "slow" else 4)
+    assert [p.name for p in cfg.token_plan(4, (4, 4)).pathways] == [pathways]
+
+
 def test_pooling_order_matters_for_a_nonlinear_projector() -> None:
     torch.manual_seed(3)
     after = build_connector(SlowFastConfig(slow_frames=2), vision_dim=D, lm_dim=D_LM)
@@ -385,7 +402,8 @@ def test_unknown_connector_and_fields_list_known_ones() -> None:
 
 @pytest.mark.parametrize("bad", [{"slow_pool": "median"}, {"slow_frames": 0}, {"fast_grid": [0, 4]},
                                  {"fast_grid": [1, 2, 3]}, {"slow_kernel": -1},
-                                 {"projector_act": "tanh"}])
+                                 {"projector_act": "tanh"}, {"pathways": "medium"},
+                                 {"pathways": "slow", "separator": True}])
 def test_invalid_slowfast_values_are_config_errors(bad) -> None:
     with pytest.raises(ConfigError, match="slowfast"):
         connector_config_from_dict({"name": "slowfast", **bad})

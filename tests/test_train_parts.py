@@ -78,8 +78,20 @@ def test_stage_presets_choose_parts_and_lrs(model) -> None:
     groups = param_groups(model, cfg)
     assert _trainable(model) == {"connector", "language_model", "vision_tower"}
     assert {g["lr"] for g in groups if g["name"].startswith("vision")} == {1e-6}
+    cfg = TrainConfig(stage="sft", train_vision_tower=True, train_language_model=False)
+    groups = param_groups(model, cfg)
+    assert _trainable(model) == {"connector", "vision_tower"}
+    assert not any(g["name"].startswith("language_model") for g in groups)
     model.vision_tower.freeze()
     model.vision_tower.config.frozen = True
+
+
+@pytest.mark.parametrize("stage", ["align", "lora"])
+def test_train_language_model_false_is_an_sft_switch(stage: str) -> None:
+    cfg = TrainConfig(stage=stage, train_language_model=False)
+    cfg.model.path, cfg.data.train = "m", "d"
+    with pytest.raises(ConfigError, match="train_language_model=false is an sft switch"):
+        cfg.validate()
 
 
 def test_lora_stage_trains_adapters_and_connector_only() -> None:

@@ -20,11 +20,20 @@ IMAGE_SIZE = 64
 PATCH_SIZE = 8  # 8x8 grid of patches
 NUM_FRAMES = 16  # sampled uniformly from each 32-frame clip
 
-# connector config per variant; all but fast_only/slow_only spend 32 visual tokens
+_SLOWFAST: dict[str, Any] = {"name": "slowfast", "slow_frames": 4, "slow_pool": "avg2d",
+                             "slow_kernel": 4, "fast_grid": [1, 1],
+                             "pool_after_projection": False}
+
+# connector config per variant. All are the same module (one mlp2x_gelu projector, so the
+# same seed gives every variant identical initial weights); only the pooling differs.
 VARIANTS: dict[str, dict[str, Any]] = {
     # 4 slow frames at 2x2 (16 tokens) + 16 fast frames at 1x1 (16 tokens) = 32
-    "slowfast": {"name": "slowfast", "slow_frames": 4, "slow_pool": "avg2d", "slow_kernel": 4,
-                 "fast_grid": [1, 1], "pool_after_projection": False},
+    "slowfast": _SLOWFAST,
+    # per-frame tokens at the same budget: 8 uniform frames at 2x2 = 32
+    "uniform": {**_SLOWFAST, "slow_frames": 8, "pathways": "slow"},
+    # SlowFast's slow pathway alone (4 frames at 2x2 = 16) and fast pathway alone (16 x 1x1)
+    "slow_only": {**_SLOWFAST, "pathways": "slow"},
+    "fast_only": {**_SLOWFAST, "pathways": "fast"},
 }
 
 

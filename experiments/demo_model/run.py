@@ -1,23 +1,24 @@
-"""Held-out accuracy of the demo model by question family, for several token allocations.
+"""Held-out accuracy of demo models by question family, against chance.
 
-    python experiments/demo_model/run.py --data data/demo --split test --limit 64 \
-        [--model src/vidlm/assets/demo_model] [--json outputs/demo_model_eval.json]
+    python experiments/demo_model/run.py --data data/demo --split test \
+        --model slowfast=runs/demo/slowfast/sft/final --model uniform=runs/demo/uniform/sft/final \
+        [--reallocate slowfast] [--json outputs/demo_model_eval.json]
 
-Every clip is decoded and encoded by the vision tower once; the variants then differ
-only in which pooled features become visual tokens (all through the model's trained
-``mlp2x_gelu`` projector), and the LM answers each with greedy decoding. Accuracy is
-exact match of the normalised reply against the record's one-word answer.
+Each ``--model NAME=PATH`` is a separately trained model, evaluated with its own
+connector (``--model PATH`` alone names it by its folder; the default is the shipped
+model). Each clip is decoded and encoded by the vision tower once per model, and the LM
+answers with greedy decoding. Accuracy is exact match of the normalised reply against
+the record's one-word answer; ``chance`` is the exact expectation of a uniform guess
+among each question's allowed answers.
 
-Variants (16 frames sampled uniformly; the tower gives an 8x8 grid per frame):
+``--reallocate NAME`` also scores that model's *same* weights with its tokens
+re-allocated at inference (16 frames sampled uniformly; an 8x8 grid per frame):
 
-* ``slowfast``  — the model's own SlowFast connector (4 slow frames at 2x2 + 16 fast at 1x1).
-* ``uniform``   — 8 uniform frames at 2x2 each: per-frame tokens at SlowFast's token budget.
-* ``slow_only`` — SlowFast's slow pathway alone.
-* ``fast_only`` — SlowFast's fast pathway alone.
-* ``chance``    — a uniform guess among each question's allowed answers (exact expectation).
+* ``NAME:uniform``   — 8 uniform frames at 2x2 each: per-frame tokens at SlowFast's budget.
+* ``NAME:slow_only`` — SlowFast's slow pathway alone.
+* ``NAME:fast_only`` — SlowFast's fast pathway alone.
 
-The variants other than ``slowfast`` re-allocate the tokens of the *same* trained
-weights at inference; they are not separately trained models.
+These rows are not trained models; they show what the trained weights use.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def _slow_hw(model: Any) -> tuple[int, int]:
 
 
 def slowfast_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    """The model's own connector (whatever it is)."""
     return model.visual_tokens_from_features(feats)
 
 
@@ -85,8 +87,8 @@ def uniform_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
     return _pooled_tokens(model, feats, positions, (oh, ow))
 
 
-VARIANTS: dict[str, Tokens] = {"slowfast": slowfast_tokens, "uniform": uniform_tokens,
-                               "slow_only": slow_only_tokens, "fast_only": fast_only_tokens}
+REALLOCATIONS: dict[str, Tokens] = {"uniform": uniform_tokens, "slow_only": slow_only_tokens,
+                                    "fast_only": fast_only_tokens}
 
 
 def normalise(text: str) -> str:
@@ -108,7 +110,7 @@ def balanced_subset(records: list[dict[str, Any]], limit: int | None) -> list[di
 
 @torch.no_grad()
 def evaluate(model: Any, records: list[dict[str, Any]], media_root: Path, *,
-             variants: list[str], max_new_tokens: int = 3, progress: bool = True
+             variants: dict[str, Tokens], max_new_tokens: int = 3, progress: bool = True
              ) -> list[dict[str, Any]]:
     """One row per (record, variant) with the reply and whether it matched."""
     from vidlm.model.videolm import VisualTokens
@@ -118,8 +120,8 @@ def evaluate(model: Any, records: list[dict[str, Any]], media_root: Path, *,
         frames = model.read_video(media_root / rec["video"])
         feats = model.features_of_frames(frames.frames)  # (T, N, D)
         question = rec["conversations"][0]["value"].replace("<video>\n", "")
-        for name in variants:
-            tokens = VARIANTS[name](model, feats)
+        for name, to_tokens in variants.items():
+            tokens = to_tokens(model, feats)
             visual = VisualTokens(tokens=tokens, num_frames=len(frames.frames))
             reply = model.ask(visual, question, max_new_tokens=max_new_tokens)
             rows.append({"id": rec["id"], "variant": name, "family": rec["family"],
@@ -164,34 +166,53 @@ def markdown(summary: dict[str, Any], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+def named_model(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named by its folder, or its parent's for ``.../sft/final``)."""
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        return name, Path(path)
+    path = Path(spec)
+    return (path.parents[1].name if path.name == "final" else path.name), path
+
+
 def main() -> None:
     import vidlm
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", action="append", type=named_model, default=None,
+                        help="NAME=PATH (repeatable); default: the shipped model")
+    parser.add_argument("--reallocate", action="append", default=[],
+                        help="also score this model's weights with re-allocated tokens")
     parser.add_argument("--data", type=Path, default=Path("data/demo"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="balanced subset size")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--max-new-tokens", type=int, default=3,
                         help="3 suffices for exact match: answers are at most 2 tokens + EOS")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    models = dict(args.model or [("shipped", DEFAULT_MODEL)])
+    unknown = sorted(set(args.reallocate) - set(models))
     if unknown:
-        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
-    torch.manual_seed(0)
-    model = vidlm.load(args.model)
+        parser.error(f"--reallocate {unknown}: not among the models {sorted(models)}")
     records = balanced_subset(json.loads((args.data / f"{args.split}.json").read_text()),
                               args.limit)
     start = time.perf_counter()
-    rows = evaluate(model, records, args.data, variants=variants,
-                    max_new_tokens=args.max_new_tokens)
+    rows: list[dict[str, Any]] = []
+    for name, path in models.items():
+        torch.manual_seed(0)
+        model = vidlm.load(path)
+        variants: dict[str, Tokens] = {name: slowfast_tokens}
+        if name in args.reallocate:
+            variants.update({f"{name}:{k}": fn for k, fn in REALLOCATIONS.items()})
+        rows += evaluate(model, records, args.data, variants=variants,
+                         max_new_tokens=args.max_new_tokens)
+        del model
+    names = list(dict.fromkeys(r["variant"] for r in rows))
     summary = summarise(rows, records)
-    summary.update(model=str(args.model), data=str(args.data), split=args.split,
-                   clips=len(records), seconds=round(time.perf_counter() - start, 1))
-    print(markdown(summary, variants))
+    summary.update(models={k: str(v) for k, v in models.items()}, data=str(args.data),
+                   split=args.split, clips=len(records),
+                   seconds=round(time.perf_counter() - start, 1))
+    print(markdown(summary, names))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")

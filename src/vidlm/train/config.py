@@ -96,6 +96,7 @@ class TrainConfig:
 
     stage: Literal["align", "sft", "lora"] = "sft"
     train_vision_tower: bool = False
+    train_language_model: bool = True  # sft only: False keeps the LM frozen
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
@@ -132,6 +133,11 @@ class TrainConfig:
         if self.stage == "align" and self.train_vision_tower:
             raise ConfigError("stage 'align' trains the connector only; "
                               "train_vision_tower needs stage 'sft'")
+        if not self.train_language_model and self.stage != "sft":
+            raise ConfigError(f"train_language_model=false is an sft switch; stage "
+                              f"{self.stage!r} "
+                              + ("never trains the language model" if self.stage == "align"
+                                 else "trains the language model's adapters by design"))
 
     def save(self, folder: str | Path) -> None:
         import json

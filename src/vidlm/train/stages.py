@@ -3,7 +3,9 @@
 * ``align`` — the connector only; vision tower and language model frozen (LLaVA-1.5
   stage 1, lr 1e-3).
 * ``sft`` — connector and language model (LLaVA-1.5 stage 2, lr 2e-5); with
-  ``train_vision_tower`` the tower too, at its own lower rate.
+  ``train_vision_tower`` the tower too, at its own lower rate. With
+  ``train_language_model: false`` the language model stays frozen (connector, and
+  the tower if asked, only).
 * ``lora`` — ``peft`` LoRA adapters on the language model, plus the connector (lr 2e-4),
   and with ``train_vision_tower`` the tower at its own rate, as in ``sft``.
 
@@ -56,8 +58,8 @@ def _align(model: nn.Module, cfg: TrainConfig, lr: float) -> list[tuple[str, nn.
 
 @register_stage("sft", 2e-5)
 def _sft(model: nn.Module, cfg: TrainConfig, lr: float) -> list[tuple[str, nn.Module, float]]:
-    return [("connector", model.connector, lr), ("language_model", model.language_model, lr),
-            *_vision(model, cfg, lr)]
+    lm = [("language_model", model.language_model, lr)] if cfg.train_language_model else []
+    return [("connector", model.connector, lr), *lm, *_vision(model, cfg, lr)]
 
 
 @register_stage("lora", 2e-4)

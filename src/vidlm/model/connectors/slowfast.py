@@ -12,10 +12,11 @@ Slow pathway: ``slow_frames`` of the ``T`` sampled frames, chosen evenly at posi
 Fast pathway: every sampled frame, adaptive-average-pooled to ``fast_grid``.
 
 Output: all slow tokens (frame by frame), then an optional learned separator token,
-then all fast tokens. A CLS token, when present, is dropped before any spatial pooling,
-so the count does not depend on it. With ``pool_after_projection`` (the default, as in
-SF-LLaVA) the tokens are projected first and the projected tokens pooled, which is
-what makes it work training-free on an image model's projector.
+then all fast tokens. ``pathways`` keeps one pathway alone (``"slow"`` or ``"fast"``)
+for ablations; the separator needs both. A CLS token, when present, is dropped before
+any spatial pooling, so the count does not depend on it. With ``pool_after_projection``
+(the default, as in SF-LLaVA) the tokens are projected first and the projected tokens
+pooled, which is what makes it work training-free on an image model's projector.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from vidlm.model.connectors.base import (
 from vidlm.model.connectors.projected import PooledConnector, PooledConnectorConfig
 
 SLOW_POOLS = ("max1d", "avg2d", "none")
+PATHWAYS = ("both", "slow", "fast")
 
 
 @dataclass
@@ -54,11 +56,16 @@ class SlowFastConfig(PooledConnectorConfig):
     fast_grid: tuple[int, ...] = (4, 4)  # (h, w); "..." so JSON of a wrong length is caught
     separator: bool = False
     pool_after_projection: bool = True
+    pathways: str = "both"  # "slow" / "fast": one pathway alone (ablations)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("slowfast", slow_frames=self.slow_frames, slow_kernel=self.slow_kernel)
         check_choice("slowfast", "slow_pool", self.slow_pool, SLOW_POOLS)
+        check_choice("slowfast", "pathways", self.pathways, PATHWAYS)
+        if self.separator and self.pathways != "both":
+            raise ConfigError(f"slowfast: a separator needs both pathways, not "
+                              f"pathways={self.pathways!r}")
         self.fast_grid = as_grid(self.fast_grid, where="slowfast", key="fast_grid")
 
     def slow_positions(self, num_frames: int) -> tuple[int, ...]:
@@ -84,11 +91,11 @@ class SlowFastConfig(PooledConnectorConfig):
         check_inputs(num_frames, grid)
         slow = self.slow_positions(num_frames)
         fast = tuple(range(num_frames))
-        return TokenPlan(
-            (PathwayPlan("slow", slow, len(slow), self.slow_tokens_per_frame(grid)),
-             PathwayPlan("fast", fast, num_frames, self.fast_grid[0] * self.fast_grid[1])),
-            extra_tokens=int(self.separator),
-        )
+        plans = {"slow": PathwayPlan("slow", slow, len(slow), self.slow_tokens_per_frame(grid)),
+                 "fast": PathwayPlan("fast", fast, num_frames,
+                                     self.fast_grid[0] * self.fast_grid[1])}
+        kept = ("slow", "fast") if self.pathways == "both" else (self.pathways,)
+        return TokenPlan(tuple(plans[k] for k in kept), extra_tokens=int(self.separator))
 
 
 @register_connector("slowfast")
@@ -107,14 +114,17 @@ class SlowFastConnector(PooledConnector):
         patches, _ = split_features(features, grid)  # (B, T, h, w, D), CLS dropped
         if self.config.pool_after_projection:
             patches = self.projector.project(patches)  # (B, T, h, w, D_lm)
-        slow_idx = torch.tensor(self.config.slow_positions(patches.shape[1]), device=patches.device)
-        slow = self._pool_slow(patches.index_select(1, slow_idx))  # (B, S*k, C)
-        fast = self._pool_fast(patches)  # (B, T*fh*fw, C)
+        parts = []
+        if self.config.pathways in ("both", "slow"):
+            slow_idx = torch.tensor(self.config.slow_positions(patches.shape[1]),
+                                    device=patches.device)
+            parts.append(self._pool_slow(patches.index_select(1, slow_idx)))  # (B, S*k, C)
+        if self.config.pathways in ("both", "fast"):
+            parts.append(self._pool_fast(patches))  # (B, T*fh*fw, C)
         if not self.config.pool_after_projection:
-            slow, fast = self.projector.project(slow), self.projector.project(fast)
-        parts = [slow, fast]
+            parts = [self.projector.project(p) for p in parts]
         if self.config.separator:
-            parts.insert(1, self.separator.to(slow.dtype).expand(slow.shape[0], 1, -1))
+            parts.insert(1, self.separator.to(parts[0].dtype).expand(parts[0].shape[0], 1, -1))
         return torch.cat(parts, dim=1)
 
     def _pool_slow(self, x: torch.Tensor) -> torch.Tensor:

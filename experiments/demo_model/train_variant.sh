@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Train one demo-model variant with the repo's recipe: build its base checkpoint, then
+# `vidlm train` the align and sft configs with only the paths changed. Every variant
+# shares the data, seeds, steps and learning rates; only the connector's pooling differs
+# (experiments/demo_model/build_base.py VARIANTS). Resumes a stopped stage.
+#   bash experiments/demo_model/train_variant.sh slowfast [runs/demo]
+set -euo pipefail
+variant=${1:?usage: train_variant.sh VARIANT [RUNS_DIR]}
+runs=${2:-runs/demo}
+dir="$runs/$variant"
+[ -f "$dir/base/vidlm_config.json" ] ||
+  python experiments/demo_model/build_base.py --variant "$variant" --out "$dir/base"
+stage() {  # stage NAME CONFIG MODEL_PATH
+  local out="$dir/$1"
+  [ -f "$out/final/vidlm_config.json" ] && return 0
+  local resume=()
+  compgen -G "$out/checkpoints/step_*" > /dev/null && resume=(--resume)
+  vidlm train "$2" "${resume[@]}" model.path="$3" output_dir="$out" progress=false
+}
+stage align configs/demo/align.yaml "$dir/base"
+stage sft configs/demo/sft.yaml "$dir/align/final"
