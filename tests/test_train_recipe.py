@@ -149,6 +149,19 @@ def test_sft_with_vision_tower_at_its_own_lr(files: SmokeFiles, tmp_path: Path) 
     assert any("connector" in k for k in changed) and any("language_model" in k for k in changed)
 
 
+def test_sft_with_a_frozen_language_model_trains_tower_and_connector_only(
+        files: SmokeFiles, tmp_path: Path) -> None:
+    out = tmp_path / "frozen_lm"
+    run_training(smoke_config(files, output_dir=out, max_steps=2, train_vision_tower=True,
+                              train_language_model=False, optim={"vision_lr": 1e-3},
+                              data={"eval": None}))
+    trained, base = weights(out / "final"), weights(files.base_model)
+    changed = [k for k in base if not torch.equal(trained[k], base[k])]
+    assert any("vision_tower" in k for k in changed) and any("connector" in k for k in changed)
+    lm = [k for k in base if "language_model" in k]
+    assert lm and not any("language_model" in k for k in changed)  # bit-identical
+
+
 def test_resume_when_some_trainable_weights_never_get_a_gradient(files: SmokeFiles,
                                                                  tmp_path: Path) -> None:
     """feature_layer=-2: the tower's last layer and post-layernorm are trainable but get no
