@@ -220,6 +220,19 @@ def test_slowfast_single_pathway_ablation_is_that_pathway_of_the_full_output(pat
     assert [p.name for p in cfg.token_plan(4, (4, 4)).pathways] == [pathways]
 
 
+def test_slowfast_output_rms_fixes_every_token_scale_and_keeps_direction() -> None:
+    torch.manual_seed(5)
+    plain = build_connector(SlowFastConfig(slow_frames=2, slow_pool="avg2d", fast_grid=(1, 1)),
+                            vision_dim=D, lm_dim=D_LM)
+    cfg = SlowFastConfig(slow_frames=2, slow_pool="avg2d", fast_grid=(1, 1), output_rms=0.25)
+    scaled = SlowFastConnector.from_projector(cfg, plain.projector)
+    x = features(2, 4, (4, 4), has_cls=False) * 50
+    with torch.no_grad():
+        a, b = plain(x), scaled(x)
+    torch.testing.assert_close(b.pow(2).mean(-1).sqrt(), torch.full(b.shape[:2], 0.25))
+    torch.testing.assert_close(F.normalize(a, dim=-1), F.normalize(b, dim=-1))
+
+
 def test_pooling_order_matters_for_a_nonlinear_projector() -> None:
     torch.manual_seed(3)
     after = build_connector(SlowFastConfig(slow_frames=2), vision_dim=D, lm_dim=D_LM)
@@ -403,7 +416,8 @@ def test_unknown_connector_and_fields_list_known_ones() -> None:
 @pytest.mark.parametrize("bad", [{"slow_pool": "median"}, {"slow_frames": 0}, {"fast_grid": [0, 4]},
                                  {"fast_grid": [1, 2, 3]}, {"slow_kernel": -1},
                                  {"projector_act": "tanh"}, {"pathways": "medium"},
-                                 {"pathways": "slow", "separator": True}])
+                                 {"pathways": "slow", "separator": True},
+                                 {"output_rms": 0.0}])
 def test_invalid_slowfast_values_are_config_errors(bad) -> None:
     with pytest.raises(ConfigError, match="slowfast"):
         connector_config_from_dict({"name": "slowfast", **bad})

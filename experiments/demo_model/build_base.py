@@ -23,7 +23,9 @@ NUM_FRAMES = 16  # sampled uniformly from each 32-frame clip
 
 _SLOWFAST: dict[str, Any] = {"name": "slowfast", "slow_frames": 4, "slow_pool": "avg2d",
                              "slow_kernel": 4, "fast_grid": [1, 1],
-                             "pool_after_projection": False}
+                             "pool_after_projection": False,
+                             # SmolLM2-135M's token embeddings: mean norm 3.20 over 576 dims
+                             "output_rms": 0.133}
 
 # connector config per variant. All are the same module (one mlp2x_gelu projector, so the
 # same seed gives every variant identical initial weights); only the pooling differs.

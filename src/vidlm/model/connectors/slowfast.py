@@ -57,12 +57,17 @@ class SlowFastConfig(PooledConnectorConfig):
     separator: bool = False
     pool_after_projection: bool = True
     pathways: str = "both"  # "slow" / "fast": one pathway alone (ablations)
+    # RMS-normalise each output token to this per-dimension RMS (e.g. the LM's token
+    # embeddings'), so training cannot silence visual tokens by inflating their norm
+    output_rms: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("slowfast", slow_frames=self.slow_frames, slow_kernel=self.slow_kernel)
         check_choice("slowfast", "slow_pool", self.slow_pool, SLOW_POOLS)
         check_choice("slowfast", "pathways", self.pathways, PATHWAYS)
+        if self.output_rms is not None and self.output_rms <= 0:
+            raise ConfigError(f"slowfast: output_rms must be positive, got {self.output_rms}")
         if self.separator and self.pathways != "both":
             raise ConfigError(f"slowfast: a separator needs both pathways, not "
                               f"pathways={self.pathways!r}")
@@ -125,7 +130,11 @@ class SlowFastConnector(PooledConnector):
             parts = [self.projector.project(p) for p in parts]
         if self.config.separator:
             parts.insert(1, self.separator.to(parts[0].dtype).expand(parts[0].shape[0], 1, -1))
-        return torch.cat(parts, dim=1)
+        tokens = torch.cat(parts, dim=1)  # (B, L, D_lm)
+        if self.config.output_rms is not None:
+            rms = tokens.float().pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt()
+            tokens = (tokens.float() * rms * self.config.output_rms).to(tokens.dtype)
+        return tokens
 
     def _pool_slow(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, S, h, w, C)`` -> ``(B, S * tokens_per_frame, C)``."""
