@@ -90,6 +90,40 @@ def test_save_without_language_model_references_it(model: VideoLM, tmp_path: Pat
     torch.testing.assert_close(_logits(loaded, frames), _logits(model, frames), rtol=0, atol=0)
 
 
+def test_a_shipped_lora_adapter_is_merged_into_the_referenced_lm(tmp_path: Path) -> None:
+    from vidlm.train.config import LoraSection
+    from vidlm.train.lora import add_lora, save_adapter
+
+    model = tiny_videolm("mlp2x_gelu", seed=7)
+    lm_dir = tmp_path / "lm"
+    model.language_model.save_pretrained(lm_dir)
+    model.tokenizer.save_pretrained(lm_dir)
+    model.config.language_model.name_or_path = str(lm_dir)
+    add_lora(model, LoraSection(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    for name, p in model.language_model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)  # peft starts B at zero: make the adapter matter
+    ckpt = tmp_path / "ckpt"
+    save_adapter(model, ckpt / "lm_adapter")
+    frames = random_frames(2, seed=1)
+    expected = _logits(model, frames)
+    model.language_model = model.language_model.unload()  # the plain LM, adapters removed
+    model.config.language_model.adapter = "lm_adapter"
+    model.save_pretrained(ckpt, include_language_model=False)
+    loaded = VideoLM.from_pretrained(ckpt)
+    torch.testing.assert_close(_logits(loaded, frames), expected, rtol=1e-5, atol=1e-5)
+    model.config.language_model.adapter = None
+    plain = tmp_path / "plain"
+    model.save_pretrained(plain, include_language_model=False)
+    assert not torch.allclose(_logits(VideoLM.from_pretrained(plain), frames), expected)
+    config = json.loads((ckpt / "vidlm_config.json").read_text())
+    config["language_model"]["adapter"] = "../plain"
+    (ckpt / "vidlm_config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="inside the checkpoint"):
+        VideoLM.from_pretrained(ckpt)
+
+
 def test_save_without_lm_needs_a_resolvable_reference(model: VideoLM, tmp_path: Path,
                                                       monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

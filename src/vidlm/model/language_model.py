@@ -132,6 +132,20 @@ def load_language_model(config: LanguageModelConfig, *, device: str | torch.devi
     return model, tokenizer
 
 
+def merge_lora_adapter(model: Any, folder: Path) -> Any:
+    """``model`` with the ``peft`` LoRA adapter in ``folder`` folded into its weights.
+
+    Only ``adapter_model.safetensors`` is read (never a pickled ``.bin``).
+    """
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file() or not (folder / "adapter_config.json").is_file():
+        raise ModelNotFoundError(f"{folder}: no LoRA adapter there (need adapter_config.json "
+                                 "and adapter_model.safetensors)")
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+
+
 def dequantised_gguf(gguf: Path) -> Path:
     """A safetensors folder (model + tokenizer) holding ``gguf`` dequantised; built once.
 
