@@ -41,6 +41,11 @@ def test_shipped_folder_holds_only_tower_and_connector() -> None:
         prefixes = {k.split(".", 1)[0] for k in f.keys()}  # noqa: SIM118 - not a mapping
     assert prefixes == {"vision_tower", "connector"}
     assert not (DEMO / "language_model").exists()
+    adapter = config["language_model"].get("adapter")
+    if adapter:  # a LoRA run ships its adapter only: low-rank weights, no LM tensor
+        with safe_open(str(DEMO / adapter / "adapter_model.safetensors"), framework="pt") as f:
+            names = list(f.keys())
+        assert names and all("lora_A" in n or "lora_B" in n for n in names)
     size = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
     assert size < 8 * 2**20, f"shipped demo model is {size / 2**20:.1f} MiB"
 
