@@ -56,6 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     model = vidlm.load(args.run)
     checked = assert_language_model_unchanged(model)
+    readme = args.out / "README.md"  # the model card is written by hand: keep it
+    card = readme.read_text() if readme.is_file() else None
     if args.out.exists():
         shutil.rmtree(args.out)
     model.config.vision_tower.frozen = True  # shipped for inference; sft can unfreeze it
@@ -64,6 +66,8 @@ def main() -> None:
         ship_adapter(adapter, args.out / ADAPTER_FOLDER)
         model.config.language_model.adapter = ADAPTER_FOLDER
     model.save_pretrained(args.out, include_language_model=False)
+    if card is not None:
+        readme.write_text(card)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"LM unchanged ({checked} tensors); wrote {args.out} ({size / 2**20:.1f} MiB)")
 
