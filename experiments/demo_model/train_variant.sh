@@ -4,7 +4,7 @@
 # align and sft configs with only the paths changed. Every variant
 # shares the data, seeds, steps and learning rates; only the connector's pooling differs
 # (experiments/demo_model/build_base.py VARIANTS). Resumes a stopped stage.
-#   bash experiments/demo_model/train_variant.sh slowfast [runs/demo]
+#   [STAGE2=configs/demo/sft.yaml] bash experiments/demo_model/train_variant.sh slowfast [runs/demo]
 set -euo pipefail
 variant=${1:?usage: train_variant.sh VARIANT [RUNS_DIR]}
 runs=${2:-runs/demo}
@@ -21,4 +21,5 @@ stage() {  # stage NAME CONFIG MODEL_PATH
   vidlm train "$2" "${resume[@]}" model.path="$3" output_dir="$out" progress=false
 }
 stage align configs/demo/align.yaml "$dir/base"
-stage sft configs/demo/sft.yaml "$dir/align/final"
+stage2=${STAGE2:-configs/demo/lora.yaml}  # or configs/demo/sft.yaml (the LM frozen)
+stage "$(basename "$stage2" .yaml)" "$stage2" "$dir/align/final"
