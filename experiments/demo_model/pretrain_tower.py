@@ -132,9 +132,9 @@ def main() -> None:
     parser.add_argument("--base", type=Path, default=Path("runs/demo/slowfast/base"),
                         help="a build_base.py checkpoint whose tower is trained")
     parser.add_argument("--out", type=Path, required=True, help="tower weights (.safetensors)")
-    parser.add_argument("--clips", type=int, default=3000)
-    parser.add_argument("--frames-per-clip", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--frames-per-clip", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
