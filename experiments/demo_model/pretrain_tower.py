@@ -124,13 +124,26 @@ def object_patch_accuracy(model: Any, head: torch.nn.Module, frames: np.ndarray,
     return float((logits.argmax(-1)[keep] == label[keep]).float().mean())
 
 
+def random_base(seed: int) -> Any:
+    """``build_base.py``'s slowfast model with its random tower (the file beside this one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_base", Path(__file__).with_name(
+        "build_base.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build("slowfast", seed=seed)
+
+
 def main() -> None:
     import vidlm
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/demo"))
-    parser.add_argument("--base", type=Path, default=Path("runs/demo/slowfast/base"),
-                        help="a build_base.py checkpoint whose tower is trained")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="a checkpoint whose tower is trained (default: the random tower "
+                             "build_base.py builds with --seed)")
     parser.add_argument("--out", type=Path, required=True, help="tower weights (.safetensors)")
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--frames-per-clip", type=int, default=8)
@@ -139,8 +152,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    model = vidlm.load(args.base) if args.base else random_base(args.seed)
     torch.manual_seed(args.seed)
-    model = vidlm.load(args.base)
     patch = model.vision_tower.encoder.config.patch_size
     frames, targets = load_frames(args.data, clips=args.clips, per_clip=args.frames_per_clip,
                                   patch=patch, seed=args.seed)
