@@ -44,7 +44,9 @@ def test_patch_labels_match_the_decoded_pixels(clips: Path) -> None:
     kinds = set()
     for rec in json.loads((clips / "train.json").read_text()):
         kinds.add(rec["kind"])
-        video = pretrain.decode_all(clips / rec["video"]).astype(np.int64)
+        decoded = pretrain.decode_all(clips / rec["video"], rec["scene"]["num_frames"])
+        video = decoded.frames.astype(np.int64)
+        assert list(decoded.indices) == list(range(rec["scene"]["num_frames"]))
         for t in (0, len(video) // 2, len(video) - 1):
             labels = pretrain.label_map(rec["scene"], t)
             fg = labels > 0

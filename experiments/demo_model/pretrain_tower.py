@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,15 +29,15 @@ from tqdm import tqdm
 
 from vidlm.data.synth_render import shape_mask
 from vidlm.data.synth_scene import COLOR_NAMES
+from vidlm.video import Frames, read, uniform
 
 SHAPES = ("square", "circle", "triangle")
 NUM_CLASSES = 1 + len(SHAPES) * len(COLOR_NAMES)  # background + (shape, colour)
 
 
-def decode_all(path: Path) -> np.ndarray:
-    """Every frame of ``path``: ``(T, H, W, 3)`` uint8."""
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+def decode_all(path: Path, num_frames: int) -> Frames:
+    """All ``num_frames`` frames of a clip, with their stream indices (vidlm's reader)."""
+    return read(path, uniform(num_frames))
 
 
 def color_at(obj: dict[str, Any], t: int) -> int:
@@ -77,16 +76,19 @@ def load_frames(data: Path, *, clips: int, per_clip: int, patch: int, seed: int,
     rng = np.random.default_rng(seed)
     frames, targets = [], []
     for rec in tqdm(records, desc="decode", unit="clip"):
-        video = decode_all(data / rec["video"])
-        for t in rng.choice(len(video), size=min(per_clip, len(video)), replace=False):
-            frames.append(video[t])
-            targets.append(patch_targets(label_map(rec["scene"], int(t)), patch))
+        video = decode_all(data / rec["video"], rec["scene"]["num_frames"])
+        for t in rng.choice(len(video.frames), size=min(per_clip, len(video.frames)),
+                            replace=False):
+            frames.append(video.frames[t])
+            labels = label_map(rec["scene"], int(video.indices[t]))
+            targets.append(patch_targets(labels, patch))
     return np.stack(frames), torch.stack(targets)
 
 
 def train(model: Any, frames: np.ndarray, targets: torch.Tensor, *, steps: int, batch: int,
-          lr: float, seed: int) -> list[float]:
-    """AdamW on the tower + a linear patch head, cosine schedule; returns the losses."""
+          lr: float, seed: int) -> tuple[torch.nn.Module, list[float]]:
+    """AdamW on the tower + a linear patch head, one-cycle schedule; returns the head and
+    the losses."""
     tower = model.vision_tower
     tower.config.frozen = False
     tower.encoder.train()

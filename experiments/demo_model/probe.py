@@ -28,15 +28,11 @@ def pooled_features(model: Any, records: list[dict[str, Any]], media_root: Path)
     """``(R, L * D)``: each clip's pooled features (what the projector would read)."""
     from vidlm.model.connectors.base import split_features
 
-    connector = model.connector
     out = []
     for rec in tqdm(records, desc="features", unit="clip"):
         feats = model.features_of_frames(model.read_video(media_root / rec["video"]).frames)
         patches, _ = split_features(feats[None], model.vision_tower.grid)
-        slow_idx = torch.tensor(connector.config.slow_positions(patches.shape[1]))
-        slow = connector._pool_slow(patches.index_select(1, slow_idx))
-        fast = connector._pool_fast(patches)
-        out.append(torch.cat([slow, fast], dim=1).flatten())
+        out.append(torch.cat(model.connector.pool_pathways(patches), dim=1).flatten())
     return torch.stack(out).float()
 
 

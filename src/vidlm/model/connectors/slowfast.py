@@ -119,13 +119,7 @@ class SlowFastConnector(PooledConnector):
         patches, _ = split_features(features, grid)  # (B, T, h, w, D), CLS dropped
         if self.config.pool_after_projection:
             patches = self.projector.project(patches)  # (B, T, h, w, D_lm)
-        parts = []
-        if self.config.pathways in ("both", "slow"):
-            slow_idx = torch.tensor(self.config.slow_positions(patches.shape[1]),
-                                    device=patches.device)
-            parts.append(self._pool_slow(patches.index_select(1, slow_idx)))  # (B, S*k, C)
-        if self.config.pathways in ("both", "fast"):
-            parts.append(self._pool_fast(patches))  # (B, T*fh*fw, C)
+        parts = self.pool_pathways(patches)
         if not self.config.pool_after_projection:
             parts = [self.projector.project(p) for p in parts]
         if self.config.separator:
@@ -135,6 +129,18 @@ class SlowFastConnector(PooledConnector):
             rms = tokens.float().pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt()
             tokens = (tokens.float() * rms * self.config.output_rms).to(tokens.dtype)
         return tokens
+
+    def pool_pathways(self, patches: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, T, h, w, C)`` -> the kept pathways' pooled tokens, in output order:
+        slow ``(B, S*k, C)`` then fast ``(B, T*fh*fw, C)`` (no projection, no separator)."""
+        parts = []
+        if self.config.pathways in ("both", "slow"):
+            slow_idx = torch.tensor(self.config.slow_positions(patches.shape[1]),
+                                    device=patches.device)
+            parts.append(self._pool_slow(patches.index_select(1, slow_idx)))
+        if self.config.pathways in ("both", "fast"):
+            parts.append(self._pool_fast(patches))
+        return parts
 
     def _pool_slow(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, S, h, w, C)`` -> ``(B, S * tokens_per_frame, C)``."""
