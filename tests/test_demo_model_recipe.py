@@ -63,14 +63,33 @@ def test_patch_labels_match_the_decoded_pixels(clips: Path) -> None:
     assert len(kinds) == 7  # every question kind was checked
 
 
-def test_patch_targets_are_pixel_fractions() -> None:
+def test_scene_targets_measure_area_position_and_count(clips: Path) -> None:
+    """Stage 0's targets: per class, the pixel area, the area-weighted x and y and the
+    number of centres; summed over a frame's patches they give each object's pixel
+    count, centroid and instance count, and pooling them is the mean of the patches'."""
     pretrain = load("pretrain_tower")
-    labels = np.zeros((16, 16), dtype=np.int64)
-    labels[:4, :8] = 5  # half of the top-left 8x8 patch
-    targets = pretrain.patch_targets(labels, 8)  # (4 patches, C)
-    assert targets.shape == (4, pretrain.NUM_CLASSES)
-    torch.testing.assert_close(targets.sum(-1), torch.ones(4))
-    assert targets[0, 5] == 0.5 and targets[0, 0] == 0.5 and targets[1:, 0].eq(1).all()
+    k = pretrain.NUM_OBJECT_CLASSES
+    rec = next(r for r in json.loads((clips / "train.json").read_text()) if r["kind"] == "count")
+    scene, t, patch = rec["scene"], 5, 8
+    targets = pretrain.scene_targets(scene, t, patch)  # (64, 4 * K)
+    assert targets.shape == (64, pretrain.NUM_TARGETS)
+    area, area_x, area_y, centres = targets.sum(0).unflatten(0, (4, k))
+    labels = pretrain.label_map(scene, t)
+    size = labels.shape[0]
+    for cls in range(1, k + 1):
+        ys, xs = np.nonzero(labels == cls)
+        assert area[cls - 1] * patch**2 == pytest.approx(len(xs), abs=1e-3)
+        if len(xs):
+            assert area_x[cls - 1] / area[cls - 1] == pytest.approx((xs.mean() + 0.5) / size)
+            assert area_y[cls - 1] / area[cls - 1] == pytest.approx((ys.mean() + 0.5) / size)
+    objects = pretrain.visible_objects(scene, t)
+    assert centres.sum() == len(objects) >= 1
+    for _, cls in objects:
+        assert centres[cls - 1] >= 1
+    levels = pretrain.pool_levels(targets[None], 4, (1, 1))
+    assert [x.shape[1] for x in levels] == [64, 4, 1]
+    torch.testing.assert_close(levels[2][0, 0], targets.mean(0))
+    torch.testing.assert_close(levels[1][0, 0], targets.unflatten(0, (8, 8))[:4, :4].mean((0, 1)))
 
 
 def test_variants_share_initial_weights_and_spend_the_stated_tokens() -> None:
@@ -89,3 +108,42 @@ def test_variants_share_initial_weights_and_spend_the_stated_tokens() -> None:
     for state in states.values():
         assert state.keys() == ref.keys()
         assert all(torch.equal(state[k], ref[k]) for k in ref)
+
+
+def test_captions_state_what_the_questions_ask(clips: Path) -> None:
+    """The align stage's captions (make_captions.py), written from the scene truth, agree
+    with every record's answer: the asked colour, shape, count, direction, bounces,
+    colour change and order of appearance."""
+    captions = load("make_captions")
+    records = json.loads((clips / "train.json").read_text())
+    seen = set()
+    for rec in records:
+        text = captions.caption(rec["scene"])
+        sentences = text.split(". ")
+        kind, answer, question = rec["kind"], rec["answer"], rec["question"]
+        seen.add(kind)
+        target = next(o for o in rec["scene"]["objects"] if o["role"] == "target")
+        if kind == "color":
+            assert f"{answer} {target['shape']}," in text, (question, text)
+        elif kind == "shape":
+            assert f"{target['color']} {answer}," in text, (question, text)
+        elif kind == "count":
+            shape = target["shape"]
+            assert sum(s.split(",")[0].endswith(f" {shape}") for s in sentences) == int(answer)
+        elif kind == "direction":
+            assert f"{target['color']} {target['shape']}, " in text
+            assert f"moves {answer}" in text, (answer, text)
+        elif kind == "bounce":
+            assert f"bounces {answer} time" in text, (answer, text)
+        elif kind == "color_change":
+            assert ("turns" in text) == (answer != "no"), (answer, text)
+            if answer != "no":
+                assert f" {answer}." in text or f" {answer}," in text, (answer, text)
+        elif kind == "after":
+            order = [s.split(",")[0].split()[-1] for s in sentences]
+            named = question.split("the ")[1].split()[0]
+            assert order[order.index(named) + 1] == answer, (question, text)
+    assert len(seen) == 7
+    record = captions.caption_record(records[0])
+    assert record["video"] == records[0]["video"]
+    assert record["conversations"][0]["value"] == f"<video>\n{captions.PROMPT}"

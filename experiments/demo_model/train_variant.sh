@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train one demo-model variant with the repo's recipe: build its base checkpoint from the
 # pretrained tower (pretrain_tower.py, shared by all variants), then `vidlm train` the
-# align and sft configs with only the paths changed. Every variant
+# align (on captions) and stage-2 configs with only the paths changed. Every variant
 # shares the data, seeds, steps and learning rates; only the connector's pooling differs
 # (experiments/demo_model/build_base.py VARIANTS). Resumes a stopped stage.
 #   [STAGE2=configs/demo/sft.yaml] bash experiments/demo_model/train_variant.sh slowfast [runs/demo]
@@ -11,6 +11,7 @@ runs=${2:-runs/demo}
 dir="$runs/$variant"
 tower="$runs/tower.safetensors"
 [ -f "$tower" ] || { echo "no $tower: run experiments/demo_model/pretrain_tower.py first" >&2; exit 1; }
+[ -f data/demo/train_captions.json ] || python experiments/demo_model/make_captions.py --data data/demo
 [ -f "$dir/base/vidlm_config.json" ] ||
   python experiments/demo_model/build_base.py --variant "$variant" --tower "$tower" --out "$dir/base"
 stage() {  # stage NAME CONFIG MODEL_PATH
