@@ -147,3 +147,8 @@ def test_captions_state_what_the_questions_ask(clips: Path) -> None:
     record = captions.caption_record(records[0])
     assert record["video"] == records[0]["video"]
     assert record["conversations"][0]["value"] == f"<video>\n{captions.PROMPT}"
+    both = captions.qa_caption_record(records[0])["conversations"]
+    assert both[:2] == records[0]["conversations"]  # the answer before the caption
+    assert [t["from"] for t in both] == ["human", "gpt", "human", "gpt"]
+    assert both[2]["value"] == captions.PROMPT and "<video>" not in both[2]["value"]
+    assert both[3]["value"] == captions.caption(records[0]["scene"])

@@ -12,9 +12,14 @@ no held-out clip is used). One caption per clip, objects in order of appearance:
 Per object: its first colour and shape; where it is when it first shows (thirds of
 the frame); ``moves DIR`` if it travels along one axis without turning back,
 ``bounces N times`` if it turns back; ``turns COLOUR early|late`` for a colour change;
-``appears`` / ``leaves`` if it is not visible throughout. Writes
-``{split}_captions.json`` (LLaVA records: ``id``, ``video``, ``conversations``) beside
-the split.
+``appears`` / ``leaves`` if it is not visible throughout. Writes, beside the split
+(LLaVA records: ``id``, ``video``, ``conversations``):
+
+- ``{split}_captions.json``: ``Describe the video.`` -> the caption (the align stage);
+- ``{split}_qa_captions.json``: the record's own question and answer, then a second turn
+  ``Describe the video.`` -> the caption (stage 2). The answer comes first, so it is
+  learnt from the video exactly as it is asked at test time, never read off the
+  caption; the caption turn keeps every sample's visual tokens densely supervised.
 """
 
 from __future__ import annotations
@@ -84,15 +89,24 @@ def caption_record(record: dict[str, Any]) -> dict[str, Any]:
                               {"from": "gpt", "value": caption(record["scene"])}]}
 
 
+def qa_caption_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's question/answer turns, then the caption turn."""
+    return {"id": f"{record['id']}-qa-caption", "video": record["video"],
+            "conversations": [*record["conversations"],
+                              {"from": "human", "value": PROMPT},
+                              {"from": "gpt", "value": caption(record["scene"])}]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/demo"))
     parser.add_argument("--split", default="train")
     args = parser.parse_args()
     records = json.loads((args.data / f"{args.split}.json").read_text())
-    out = args.data / f"{args.split}_captions.json"
-    out.write_text(json.dumps([caption_record(r) for r in records], indent=1) + "\n")
-    print(f"wrote {len(records)} captions to {out}")
+    for name, make in (("captions", caption_record), ("qa_captions", qa_caption_record)):
+        out = args.data / f"{args.split}_{name}.json"
+        out.write_text(json.dumps([make(r) for r in records], indent=1) + "\n")
+        print(f"wrote {len(records)} records to {out}")
 
 
 if __name__ == "__main__":
