@@ -33,10 +33,9 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from vidlm.data.synth_render import shape_mask
-from vidlm.data.synth_scene import COLOR_NAMES
+from vidlm.data.synth_scene import COLOR_NAMES, SHAPES
 from vidlm.video import Frames, read, uniform
 
-SHAPES = ("square", "circle", "triangle")
 NUM_OBJECT_CLASSES = len(SHAPES) * len(COLOR_NAMES)  # (shape, colour) pairs
 NUM_CLASSES = 1 + NUM_OBJECT_CLASSES  # background + (shape, colour)
 # per-patch scene targets, one block of NUM_OBJECT_CLASSES each: the class's pixel

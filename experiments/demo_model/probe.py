@@ -75,9 +75,10 @@ def probe_kind(xt: torch.Tensor, train: list[dict[str, Any]], xh: torch.Tensor,
 
     (at, yt), (ah, yh) = encode(xt, train), encode(xh, held)
     mean, std = at.mean(0), at.std(0).clamp_min(1e-4)
-    weight, bias = fit_logistic((at - mean) / std, yt, len(answers))
-    fit = (((at - mean) / std) @ weight + bias).argmax(-1) == yt
-    pred = (((ah - mean) / std) @ weight + bias).argmax(-1) == yh
+    at, ah = (at - mean) / std, (ah - mean) / std  # standardised by the train clips
+    weight, bias = fit_logistic(at, yt, len(answers))
+    fit = (at @ weight + bias).argmax(-1) == yt
+    pred = (ah @ weight + bias).argmax(-1) == yh
     return float(fit.float().mean()), pred.tolist()
 
 

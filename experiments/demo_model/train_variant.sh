@@ -11,7 +11,8 @@ runs=${2:-runs/demo}
 dir="$runs/$variant"
 tower="$runs/tower.safetensors"
 [ -f "$tower" ] || { echo "no $tower: run experiments/demo_model/pretrain_tower.py first" >&2; exit 1; }
-[ -f data/demo/train_captions.json ] || python experiments/demo_model/make_captions.py --data data/demo
+[ -f data/demo/train_captions.json ] && [ -f data/demo/train_qa_captions.json ] ||
+  python experiments/demo_model/make_captions.py --data data/demo  # align and lora data
 [ -f "$dir/base/vidlm_config.json" ] ||
   python experiments/demo_model/build_base.py --variant "$variant" --tower "$tower" --out "$dir/base"
 stage() {  # stage NAME CONFIG MODEL_PATH
