@@ -110,6 +110,35 @@ def test_variants_share_initial_weights_and_spend_the_stated_tokens() -> None:
         assert all(torch.equal(state[k], ref[k]) for k in ref)
 
 
+def test_reallocated_rows_run_the_ablation_connectors_on_the_trained_weights() -> None:
+    """run.py's ``--reallocate`` rows are the trained SlowFast weights in each ablation's
+    connector config (pooling, projection and output RMS alike)."""
+    from vidlm.model.connectors import build_connector, connector_config_from_dict
+    from vidlm.testing import tiny_videolm
+
+    base, run = load("build_base"), load("run")
+    fields = {k: v for k, v in base.VARIANTS["slowfast"].items() if k != "name"}
+    model = tiny_videolm("slowfast", image_size=64, patch_size=8, num_frames=base.NUM_FRAMES,
+                         **fields)
+    torch.manual_seed(1)
+    feats = torch.randn(base.NUM_FRAMES, model.vision_tower.num_patches,
+                        model.vision_tower.hidden_size)
+    rows = run.reallocations(model)
+    assert sorted(rows) == ["fast_only", "slow_only", "uniform"]
+    for name, tokens_of in rows.items():
+        cfg = connector_config_from_dict(dict(base.VARIANTS[name]))
+        reference = build_connector(cfg, vision_dim=model.vision_tower.hidden_size,
+                                    lm_dim=model.language_model.config.hidden_size)
+        reference.load_state_dict(model.connector.state_dict())
+        expected = reference(feats[None], grid=model.vision_tower.grid)[0]
+        got = tokens_of(model, feats)
+        assert got.shape == (cfg.num_tokens(base.NUM_FRAMES, (8, 8)), expected.shape[1])
+        torch.testing.assert_close(got, expected)
+        rms = got.pow(2).mean(-1).sqrt()
+        torch.testing.assert_close(rms, torch.full_like(rms, fields["output_rms"]), rtol=1e-3,
+                                   atol=0)
+
+
 def test_captions_state_what_the_questions_ask(clips: Path) -> None:
     """The align stage's captions (make_captions.py), written from the scene truth, agree
     with every record's answer: the asked colour, shape, count, direction, bounces,

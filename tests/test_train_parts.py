@@ -199,3 +199,42 @@ def test_accelerate_configs_match_accelerates_schema() -> None:
     zero = [yaml.safe_load((root / f"zero{n}.yaml").read_text())["deepspeed_config"]
             for n in (2, 3)]
     assert [z["zero_stage"] for z in zero] == [2, 3]
+
+
+@pytest.mark.parametrize("lm", ["llama", "qwen2"])
+def test_objective_loss_on_label_positions_equals_full_logits_loss(lm: str) -> None:
+    """The objective runs the LM head only where a label is; loss and grads must not change."""
+    import torch.nn.functional as F
+
+    from vidlm.testing import tiny_videolm
+    from vidlm.train.objective import CausalLMObjective, _accepts_logits_to_keep
+
+    model = tiny_videolm(num_frames=2, lm=lm)
+    assert _accepts_logits_to_keep(model.language_model)  # the path under test
+    ph = model.placeholder_id
+    n_vis = model.num_visual_tokens(2)
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, n_vis + 12))
+    ids[:, 2:2 + n_vis] = ph
+    labels = torch.full_like(ids, -100)
+    labels[0, -4:] = ids[0, -4:]  # rows label different spans
+    labels[1, -7:-2] = ids[1, -7:-2]
+    feats = [torch.randn(2, model.vision_tower.num_patches, model.vision_tower.hidden_size)
+             for _ in range(2)]
+    objective = CausalLMObjective(model, train_vision_tower=False)
+    out = objective(ids, torch.ones_like(ids), labels, feats)
+    connector = [p for p in model.connector.parameters()]
+    grads = torch.autograd.grad(out.loss_sum, connector)
+
+    tokens = [model.connect(f[None])[0] for f in feats]
+    full = model(ids, torch.ones_like(ids), visual_tokens=tokens).logits[:, :-1].float()
+    reference = F.cross_entropy(full.reshape(-1, full.shape[-1]), labels[:, 1:].reshape(-1),
+                                ignore_index=-100, reduction="sum")
+    ref_grads = torch.autograd.grad(reference, connector)
+    assert int(out.num_tokens) == 9
+    torch.testing.assert_close(out.loss_sum, reference, rtol=1e-5, atol=1e-5)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+    no_labels = objective(ids, torch.ones_like(ids), torch.full_like(ids, -100), feats)
+    assert no_labels.loss_sum.item() == 0.0 and no_labels.loss_sum.requires_grad

@@ -11,8 +11,9 @@ answers with greedy decoding. Accuracy is exact match of the normalised reply ag
 the record's one-word answer; ``chance`` is the exact expectation of a uniform guess
 among each question's allowed answers.
 
-``--reallocate NAME`` also scores that model's *same* weights with its tokens
-re-allocated at inference (16 frames sampled uniformly; an 8x8 grid per frame):
+``--reallocate NAME`` also scores that SlowFast model's *same* weights with its tokens
+re-allocated at inference: its connector rebuilt with the trained ablations' configs
+(``build_base.VARIANTS``; 16 frames sampled uniformly, an 8x8 grid per frame):
 
 * ``NAME:uniform``   — 8 uniform frames at 2x2 each: per-frame tokens at SlowFast's budget.
 * ``NAME:slow_only`` — SlowFast's slow pathway alone.
@@ -24,6 +25,7 @@ These rows are not trained models; they show what the trained weights use.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -32,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 Tokens = Callable[[Any, torch.Tensor], torch.Tensor]  # (model, features (T, N, D)) -> (L, D_lm)
@@ -40,27 +41,25 @@ FAMILIES = ("spatial", "temporal")
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "src" / "vidlm" / "assets" / "demo_model"
 
 
-def _grid_maps(model: Any, feats: torch.Tensor) -> torch.Tensor:
-    """``(T, h*w, D)`` -> ``(T, D, h, w)``."""
-    h, w = model.vision_tower.grid
-    return feats.reshape(feats.shape[0], h, w, -1).permute(0, 3, 1, 2)
+def reallocated(model: Any, **changes: Any) -> Tokens:
+    """The model's trained connector, its config changed by ``changes`` (same weights).
 
+    The copy runs the connector's own pooling, projection and output scaling, so a
+    re-allocated row is exactly what a connector built with that config would emit.
+    """
+    from vidlm.model.connectors import build_connector
 
-def _pooled_tokens(model: Any, feats: torch.Tensor, positions: list[int], out_hw: tuple[int, int]
-                   ) -> torch.Tensor:
-    """Frames ``positions`` of ``feats``, average-pooled to ``out_hw`` and projected:
-    ``(len(positions) * oh * ow, D_lm)``."""
-    maps = _grid_maps(model, feats[positions])  # (P, D, h, w)
-    pooled = F.adaptive_avg_pool2d(maps, out_hw).flatten(2).transpose(1, 2)  # (P, oh*ow, D)
-    projector = model.connector.projector
-    param = next(projector.parameters())
-    return projector.project(pooled.reshape(-1, pooled.shape[-1]).to(param.dtype))
+    config = dataclasses.replace(model.config.connector, **changes)
+    connector = build_connector(config, vision_dim=model.vision_tower.hidden_size,
+                                lm_dim=model.language_model.config.hidden_size)
+    connector.load_state_dict(model.connector.state_dict())
+    connector.to(next(model.connector.parameters()).dtype).eval()
 
+    def tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
+        param = next(connector.parameters())
+        return connector(feats[None].to(param.dtype), grid=model.vision_tower.grid)[0]
 
-def _slow_hw(model: Any) -> tuple[int, int]:
-    cfg = model.config.connector
-    h, w = model.vision_tower.grid
-    return (h // cfg.slow_kernel, w // cfg.slow_kernel)
+    return tokens
 
 
 def slowfast_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
@@ -68,27 +67,15 @@ def slowfast_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
     return model.visual_tokens_from_features(feats)
 
 
-def slow_only_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
-    positions = list(model.config.connector.slow_positions(feats.shape[0]))
-    return _pooled_tokens(model, feats, positions, _slow_hw(model))
-
-
-def fast_only_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
-    grid = tuple(model.config.connector.fast_grid)
-    return _pooled_tokens(model, feats, list(range(feats.shape[0])), grid)  # type: ignore[arg-type]
-
-
-def uniform_tokens(model: Any, feats: torch.Tensor) -> torch.Tensor:
-    """Per-frame 2x2 tokens on as many uniform frames as SlowFast's budget allows."""
-    t = feats.shape[0]
-    oh, ow = _slow_hw(model)
-    frames = max(1, model.num_visual_tokens(t) // (oh * ow))
-    positions = [(i * t) // frames for i in range(frames)]
-    return _pooled_tokens(model, feats, positions, (oh, ow))
-
-
-REALLOCATIONS: dict[str, Tokens] = {"uniform": uniform_tokens, "slow_only": slow_only_tokens,
-                                    "fast_only": fast_only_tokens}
+def reallocations(model: Any) -> dict[str, Tokens]:
+    """A SlowFast model's weights with its tokens re-allocated (the trained variants' configs):
+    uniform per-frame tokens at the same budget, and each pathway alone."""
+    cfg = model.config.connector
+    per_frame = cfg.slow_tokens_per_frame(model.vision_tower.grid)
+    budget_frames = max(1, model.num_visual_tokens(model.config.sampling.num_frames) // per_frame)
+    return {"uniform": reallocated(model, pathways="slow", slow_frames=budget_frames),
+            "slow_only": reallocated(model, pathways="slow"),
+            "fast_only": reallocated(model, pathways="fast")}
 
 
 def normalise(text: str) -> str:
@@ -203,7 +190,7 @@ def main() -> None:
         model = vidlm.load(path)
         variants: dict[str, Tokens] = {name: slowfast_tokens}
         if name in args.reallocate:
-            variants.update({f"{name}:{k}": fn for k, fn in REALLOCATIONS.items()})
+            variants.update({f"{name}:{k}": fn for k, fn in reallocations(model).items()})
         rows += evaluate(model, records, args.data, variants=variants,
                          max_new_tokens=args.max_new_tokens)
         del model

@@ -13,11 +13,17 @@ frame and adds ``0 * sum(tokens)`` to the loss. Every trainable parameter then t
 part in every backward pass, so DDP's gradient all-reduce and FSDP's collectives run
 the same sequence on every rank and never hang, and the loss value is unchanged.
 An empty micro-batch likewise runs the LM on one padding token with zero weight.
+
+Only the positions that predict a label get logits: the LM head runs on the sequence
+positions where any row of the micro-batch has a label (``logits_to_keep``, where the
+LM supports it), instead of on every position (a ``(B, S, V)`` tensor, V ~ 50k).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,11 +57,19 @@ class CausalLMObjective(nn.Module):
             labels = torch.full_like(input_ids, IGNORE_INDEX)
         tokens = [self._visual_tokens(v.to(device)) for v in visuals]
         dummy = None if tokens else self._dummy_visual(device)
-        out = model(input_ids.to(device), attention_mask.to(device), visual_tokens=tokens)
-        logits = out.logits[:, :-1].float()  # (B, S-1, V)
-        target = labels.to(device)[:, 1:]
+        target = labels.to(device)[:, 1:]  # (B, S-1): position j predicts token j + 1
         target = target.masked_fill(input_ids.to(device)[:, 1:] == model.placeholder_id,
                                     IGNORE_INDEX)
+        lm_kwargs: dict[str, Any] = {}
+        if _accepts_logits_to_keep(model.language_model):
+            keep = (target != IGNORE_INDEX).any(0).nonzero().squeeze(1)  # (K,)
+            if keep.numel() == 0:  # no labels: one position keeps the LM in the graph
+                keep = keep.new_zeros(1)
+            lm_kwargs["logits_to_keep"] = keep
+            target = target[:, keep]
+        out = model(input_ids.to(device), attention_mask.to(device), visual_tokens=tokens,
+                    **lm_kwargs)
+        logits = out.logits[:, :target.shape[1]].float()  # (B, K, V); K = S-1 if all kept
         loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                    ignore_index=IGNORE_INDEX, reduction="sum")
         if dummy is not None:
@@ -76,3 +90,9 @@ class CausalLMObjective(nn.Module):
         else:
             feats = torch.zeros(1, tower.num_patches, tower.hidden_size, device=device)
         return self.model.connect(feats[None])
+
+
+def _accepts_logits_to_keep(language_model: Any) -> bool:
+    """Whether the (peft-unwrapped) causal LM's forward takes ``logits_to_keep``."""
+    base = getattr(language_model, "get_base_model", lambda: language_model)()
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
