@@ -45,10 +45,23 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parse_args``, except that a command taking positional ``KEY=VALUE`` overrides
+    (``_overrides_anywhere``) also gets those written after its options: argparse
+    matches a ``nargs="*"`` positional once, so ``train CFG --resume a=1`` would fail."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "_overrides_anywhere", False) and all(
+            "=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if not argv else 2

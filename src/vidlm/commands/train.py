@@ -13,6 +13,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="config overrides, e.g. optim.lr=1e-4 data.num_workers=4")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest checkpoint in output_dir")
+    parser.set_defaults(_overrides_anywhere=True)  # `CFG --resume k=v` works too (cli._parse)
 
 
 def run(args: argparse.Namespace) -> int:
