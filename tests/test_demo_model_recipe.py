@@ -15,6 +15,7 @@ import torch
 
 from vidlm.data.synth import SynthConfig, generate_dataset
 from vidlm.data.synth_scene import COLOR_NAMES, COLORS
+from vidlm.testing import tiny_videolm
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "demo_model"
 
@@ -92,6 +93,30 @@ def test_scene_targets_measure_area_position_and_count(clips: Path) -> None:
     torch.testing.assert_close(levels[1][0, 0], targets.unflatten(0, (8, 8))[:4, :4].mean((0, 1)))
 
 
+def test_stage0_is_reproducible_from_its_seed(clips: Path) -> None:
+    """Stage 0 run twice with one seed (as ``main`` seeds it) gives bit-identical tower
+    weights and losses; another seed gives others."""
+    base, pretrain = load("build_base"), load("pretrain_tower")
+    fields = {k: v for k, v in base.VARIANTS["slowfast"].items() if k != "name"}
+    frames, targets = pretrain.load_frames(clips, clips=4, per_clip=2, patch=8, seed=0)
+
+    def run(seed: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+        model = tiny_videolm("slowfast", image_size=64, patch_size=8, seed=0, feature_layer=-1,
+                             **fields)
+        torch.manual_seed(seed)
+        _, losses = pretrain.train(model, frames, targets, steps=4, batch=4, lr=2e-3, seed=seed)
+        return model.vision_tower.encoder.state_dict(), losses
+
+    untrained = tiny_videolm("slowfast", image_size=64, patch_size=8, seed=0, feature_layer=-1,
+                             **fields)
+    (first, losses), (again, losses_again), (other, _) = run(0), run(0), run(1)
+    assert losses == losses_again
+    assert not all(torch.equal(v, first[k])  # it trained
+                   for k, v in untrained.vision_tower.encoder.state_dict().items())
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_variants_share_initial_weights_and_spend_the_stated_tokens() -> None:
     from vidlm.model.connectors import build_connector, connector_config_from_dict
 
@@ -114,7 +139,6 @@ def test_reallocated_rows_run_the_ablation_connectors_on_the_trained_weights() -
     """run.py's ``--reallocate`` rows are the trained SlowFast weights in each ablation's
     connector config (pooling, projection and output RMS alike)."""
     from vidlm.model.connectors import build_connector, connector_config_from_dict
-    from vidlm.testing import tiny_videolm
 
     base, run = load("build_base"), load("run")
     fields = {k: v for k, v in base.VARIANTS["slowfast"].items() if k != "name"}
