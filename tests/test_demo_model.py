@@ -18,13 +18,12 @@ from vidlm.data.synth import SynthConfig, generate_dataset
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "vidlm" / "assets" / "demo_model"
 SEED, NUM_TEST = 0, 200  # data/demo's settings: its test split, regenerated
-NUM_CLIPS = 24  # the first 12 spatial and 12 temporal test records
-# Floors "well above chance" (chance: 0.306 spatial, 0.354 temporal; docs/demo_model.md).
-SPATIAL_FLOOR = 0.5
-TEMPORAL_FLOOR = 0.5
-UNDER_TRAINED = ("the shipped weights (stage 0 + 400 caption-align + 1,000 QA/caption LoRA "
-                 "steps on the CPU) see in space, not in time: 0.625 spatial, 0.333 temporal "
-                 "on the 48 validation clips; see docs/demo_model.md")
+NUM_CLIPS = 100  # the first 50 spatial and 50 temporal test records (half the test split)
+# The shipped model scores 0.74 spatial and 0.52 temporal on them (0.710 and 0.540 on all
+# 200); chance is 0.306 and 0.354. The floors leave room for float differences between
+# machines, and stay well above chance (docs/demo_model.md).
+SPATIAL_FLOOR = 0.60
+TEMPORAL_FLOOR = 0.45
 
 
 def test_shipped_folder_holds_only_tower_and_connector() -> None:
@@ -51,7 +50,6 @@ def test_shipped_folder_holds_only_tower_and_connector() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=UNDER_TRAINED)
 def test_held_out_accuracy_stays_above_floor(tmp_path: Path) -> None:
     import vidlm
 
@@ -68,5 +66,5 @@ def test_held_out_accuracy_stays_above_floor(tmp_path: Path) -> None:
         correct[rec["family"]].append(reply.strip().lower().rstrip(".") == rec["answer"])
     accuracy = {f: sum(c) / len(c) for f, c in correct.items()}
     assert len(correct["spatial"]) == len(correct["temporal"]) == NUM_CLIPS // 2
-    assert accuracy["spatial"] > SPATIAL_FLOOR, accuracy
-    assert accuracy["temporal"] > TEMPORAL_FLOOR, accuracy
+    assert accuracy["spatial"] >= SPATIAL_FLOOR, accuracy
+    assert accuracy["temporal"] >= TEMPORAL_FLOOR, accuracy
