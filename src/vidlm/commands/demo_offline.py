@@ -87,21 +87,25 @@ def show_clip(console: Any, model: Any, clip: dict[str, Any], args: argparse.Nam
     frames = visual.frames
     times = ", ".join(f"{t:.2f}" for t in frames.timestamps)
     console.print(f"sampled {len(frames)} frames at t = [{times}] s")
+    question = clip["conversations"][0]["value"].replace("<video>\n", "")
+    text_tokens = model.prompt_text_tokens([{"role": "user", "content": question}], ["video"])
     tower = model.vision_tower
     budget = token_budget(len(frames), tuple(tower.grid), model.config.connector,
-                          context_length=model.context_length, has_cls=tower.outputs_cls)
+                          context_length=model.context_length, text_tokens=text_tokens,
+                          has_cls=tower.outputs_cls)
     console.print(render_budget_table(budget))
     grid_png = Path(args.out) / f"frames_{clip['family']}.png"
     save_frame_grid(frames, grid_png, marks=budget.frame_marks(),
                     title=f"{clip['family']}: slow and fast pathway frames")
     console.print(f"frame grid: {grid_png}")
-    question = clip["conversations"][0]["value"].replace("<video>\n", "")
     answer = model.ask(visual, question, max_new_tokens=args.max_new_tokens).strip()
     correct = answer.lower().rstrip(".") == clip["answer"].lower()
     console.print(f"[bold]Q:[/bold] {question}")
     console.print(f"[bold]A:[/bold] {answer}   (ground truth: {clip['answer']}; "
                   f"{'correct' if correct else 'wrong'})")
     return {"family": clip["family"], "kind": clip["kind"], "video": path, "question": question,
-            "answer": answer, "ground_truth": clip["answer"], "correct": correct,
+            "answer": answer, "ground_truth": clip["answer"], "choices": clip["choices"],
+            "correct": correct,
             "frames": len(frames), "visual_tokens": budget.total_tokens,
+            "text_tokens": budget.text_tokens,
             "per_frame_tokens": budget.per_frame_tokens, "frame_grid": str(grid_png)}
