@@ -205,3 +205,27 @@ def test_captions_state_what_the_questions_ask(clips: Path) -> None:
     assert [t["from"] for t in both] == ["human", "gpt", "human", "gpt"]
     assert both[2]["value"] == captions.PROMPT and "<video>" not in both[2]["value"]
     assert both[3]["value"] == captions.caption(records[0]["scene"])
+
+
+def test_paired_comparison_counts_discordant_clips_and_sign_tests_them(tmp_path: Path) -> None:
+    compare = load("compare")
+    # Exact binomial values: 0:5 is 2/32; 10:18 from the committed shipped-model result.
+    assert compare.sign_test(0, 5) == pytest.approx(2 / 32)
+    assert compare.sign_test(3, 3) == 1.0 and compare.sign_test(0, 0) == 1.0
+    assert compare.sign_test(10, 18) == pytest.approx(0.184933, abs=1e-6)
+
+    def rows(variant: str, correct: list[bool]) -> list[dict[str, object]]:
+        fams = ["spatial", "spatial", "temporal", "temporal"]
+        return [{"id": f"c{i}", "variant": variant, "family": f, "correct": c}
+                for i, (f, c) in enumerate(zip(fams, correct, strict=True))]
+
+    for name, correct in {"a": [True, True, False, True], "b": [True, False, True, True]}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows(name, correct)}))
+    replies = compare.replies_by_variant([tmp_path / "a.json", tmp_path / "b.json"])
+    table = compare.paired(replies["a"], replies["b"])
+    assert table["spatial"] == {"n": 2, "baseline": 1.0, "other": 0.5, "only_baseline": 1,
+                                "only_other": 0, "p": 1.0}
+    assert (table["temporal"]["only_baseline"], table["temporal"]["only_other"]) == (0, 1)
+    assert table["all"]["n"] == 4 and table["all"]["baseline"] == 0.75
+    with pytest.raises(ValueError, match="share no clip ids"):
+        compare.paired(replies["a"], {})
