@@ -10,7 +10,7 @@ variant=${1:?usage: train_variant.sh VARIANT [RUNS_DIR]}
 runs=${2:-runs/demo}
 dir="$runs/$variant"
 tower="$runs/tower.safetensors"
-[ -f "$tower" ] || { echo "no $tower: run experiments/demo_model/pretrain_tower.py first" >&2; exit 1; }
+[ -f "$tower" ] || { echo "no $tower: run experiments/demo_model/pretrain_tower.py, or for the shipped tower: cp experiments/demo_model/stage0/tower.* $runs/" >&2; exit 1; }
 [ -f data/demo/train_captions.json ] && [ -f data/demo/train_qa_captions.json ] ||
   python experiments/demo_model/make_captions.py --data data/demo  # align and lora data
 [ -f "$dir/base/vidlm_config.json" ] ||
