@@ -20,8 +20,6 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
-GROUPS = ("all", "spatial", "temporal")
-
 
 def sign_test(wins: int, losses: int) -> float:
     """Exact two-sided binomial p-value of a ``wins``:``losses`` split under p = 1/2."""
@@ -48,7 +46,7 @@ def paired(base: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]
     if not shared:
         raise ValueError("the two variants share no clip ids: were they run on one split?")
     result = {}
-    for group in GROUPS:
+    for group in ["all", *sorted({base[i]["family"] for i in shared})]:
         ids = [i for i in shared if group == "all" or base[i]["family"] == group]
         only_base = sum(base[i]["correct"] and not other[i]["correct"] for i in ids)
         only_other = sum(other[i]["correct"] and not base[i]["correct"] for i in ids)
