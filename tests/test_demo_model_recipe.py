@@ -229,3 +229,30 @@ def test_paired_comparison_counts_discordant_clips_and_sign_tests_them(tmp_path:
     assert table["all"]["n"] == 4 and table["all"]["baseline"] == 0.75
     with pytest.raises(ValueError, match="share no clip ids"):
         compare.paired(replies["a"], {})
+
+
+RESULTS = EXPERIMENT / "results"
+KIND_COLUMNS = ("all", "spatial", "temporal", "after", "bounce", "color", "color_change",
+                "count", "direction", "shape")
+# docs/demo_model.md's table row -> (per-clip result file, variant inside it)
+DOC_ROWS = {
+    "**slowfast (shipped)**": ("test_slowfast_2026-12-02.json", "slowfast"),
+    "uniform, trained separately": ("test_uniform_2026-12-03.json", "uniform"),
+    "slow_only, trained separately": ("test_slow_only_2026-12-03.json", "slow_only"),
+}
+
+
+def doc_table_row(label: str) -> list[str]:
+    doc = (EXPERIMENT.parents[1] / "docs" / "demo_model.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith(f"| {label} |")]
+    assert len(rows) == 1, f"docs/demo_model.md has {len(rows)} rows labelled {label!r}"
+    return [cell.strip().strip("*") for cell in rows[0].strip("|").split("|")][2:]
+
+
+@pytest.mark.parametrize("label", sorted(DOC_ROWS))
+def test_the_docs_results_table_matches_the_committed_per_clip_results(label: str) -> None:
+    """Every trained row of the results table restates its committed per-clip file."""
+    file, variant = DOC_ROWS[label]
+    accuracy = json.loads((RESULTS / file).read_text())["summary"]["accuracy"][variant]
+    expected = [f"{accuracy[kind]['accuracy']:.3f}" for kind in KIND_COLUMNS]
+    assert doc_table_row(label) == expected
