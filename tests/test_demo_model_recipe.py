@@ -237,6 +237,7 @@ DOC_ROWS = {
     "**slowfast (shipped)**": ("test_slowfast_2026-12-02.json", "slowfast"),
     "uniform, trained separately": ("test_uniform_2026-12-03.json", "uniform"),
     "slow_only, trained separately": ("test_slow_only_2026-12-03.json", "slow_only"),
+    "fast_only, trained separately": ("test_fast_only_2026-12-03.json", "fast_only"),
 }
 
 
